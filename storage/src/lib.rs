@@ -1,0 +1,1 @@
+//! The `knowledge-files` bucket over S3 (keys, streamed uploads, ranged reads, presigning).

@@ -1,0 +1,1 @@
+//! Talking to Supabase: settings, JWT verification and claims, PostgREST and Auth clients.
