@@ -12,11 +12,7 @@ use std::ffi::{c_void, CStr, CString};
 extension_sql_file!(
     "../sql/rls_policies.sql",
     name = "rls_policies",
-    requires = [
-        crate::claims::uid,
-        crate::claims::tenant_id,
-        crate::claims::is_admin
-    ]
+    requires = ["claims_comments"]
 );
 
 /// One finding of [`rls_audit`].

