@@ -21,6 +21,24 @@ extension_sql_file!(
     requires = [timestamps::touch_updated_at]
 );
 
+/// Raises an ERROR with a SQLSTATE, detail and hint (PostgREST passes all three to the client).
+pub(crate) fn raise(
+    code: pgrx::PgSqlErrorCode,
+    message: String,
+    detail: Option<String>,
+    hint: Option<&str>,
+) -> ! {
+    let mut report = pgrx::pg_sys::panic::ErrorReport::new(code, message, "dana");
+    if let Some(detail) = detail {
+        report = report.set_detail(detail);
+    }
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     integrations::secrets::define_settings();
@@ -29,7 +47,6 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
 mod tests;
 
 /// Used by `cargo pgrx test`.
@@ -40,6 +57,7 @@ pub mod pg_test {
     /// The test cluster gets an encryption keyring, as `scripts/dev up` gives the local one.
     pub fn postgresql_conf_options() -> Vec<&'static str> {
         vec![
+            "shared_preload_libraries = 'dana'",
             "dana.secret_keys = '1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI='",
         ]
     }

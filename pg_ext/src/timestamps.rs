@@ -9,7 +9,7 @@
 //! fails at `CREATE TRIGGER`; the checks here catch a column changed or dropped afterwards.
 
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgTupleDesc};
+use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
 use std::ffi::CStr;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,18 @@ pub enum TouchError {
     WrongType { table: String, column: String },
 }
 
+impl TouchError {
+    /// Reports the error with the SQLSTATE PostgreSQL itself would use.
+    fn raise(self) -> ! {
+        let code = match self {
+            TouchError::WrongEvent(_) => PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            TouchError::NoColumn { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            TouchError::WrongType { .. } => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        };
+        crate::raise(code, self.to_string(), None, None)
+    }
+}
+
 #[pg_trigger]
 fn touch_updated_at<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -32,15 +44,13 @@ fn touch_updated_at<'a>(
         && event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_BEFORE
         && event & pg_sys::TRIGGER_EVENT_OPMASK == pg_sys::TRIGGER_EVENT_UPDATE;
     if !row_before_update {
-        return Err(TouchError::WrongEvent(
-            trigger.name().unwrap_or("?").to_owned(),
-        ));
+        TouchError::WrongEvent(trigger.name().unwrap_or("?").to_owned()).raise();
     }
 
     // SAFETY: PostgreSQL hands a BEFORE UPDATE row trigger valid relation, old and new tuples.
     unsafe {
         let tupdesc = (*data.tg_relation).rd_att;
-        let attnum = touched_column(trigger, tupdesc)?;
+        let attnum = touched_column(trigger, tupdesc).unwrap_or_else(|e| e.raise());
         let old = data.tg_trigtuple;
         let new = data.tg_newtuple;
         let result = if changed_apart_from(old, new, tupdesc, attnum) {

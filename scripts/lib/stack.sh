@@ -129,6 +129,9 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$RUN'
 max_connections = 100
 shared_buffers = 256MB
+# Loaded at start so dana.secret_keys is defined as superuser-only in every session: a setting
+# read from this file before its library loads is a placeholder any role could SHOW.
+shared_preload_libraries = 'dana'
 dana.secret_keys = '$DANA_SECRET_KEYS'
 EOF
   chown -R postgres:postgres "$PGDATA/conf.d"

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod secrets;
 pub mod validate;
 
+use crate::raise;
 use lifecycle::{check_transition, Status};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
@@ -23,19 +24,6 @@ use validate::{fields_of, type_names, validate, Problem};
 const TABLE: &str = "public.integration_configs";
 /// Character the masks use; a secret containing it is a mask sent back, never a real secret.
 const MASK_MARK: char = '…';
-
-/// Raises an ERROR with a SQLSTATE, detail and hint (PostgREST passes all three to the client).
-fn raise(code: PgSqlErrorCode, message: String, detail: Option<String>, hint: Option<&str>) -> ! {
-    let mut report = pgrx::pg_sys::panic::ErrorReport::new(code, message, "dana");
-    if let Some(detail) = detail {
-        report = report.set_detail(detail);
-    }
-    if let Some(hint) = hint {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
-}
 
 /// True for the service role (the BFF) and superusers: they may verify configs and read secrets.
 fn is_verifier() -> bool {

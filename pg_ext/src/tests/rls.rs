@@ -1,0 +1,213 @@
+#[pgrx::pg_schema]
+mod tests {
+    use crate::tests::*;
+
+    fn notes_table() {
+        run("CREATE TABLE public.notes (id serial PRIMARY KEY, user_id uuid NOT NULL, tenant_id uuid, body text)");
+        run(&format!(
+            "INSERT INTO public.notes (user_id, body) VALUES ('{ALICE}', 'alice''s'), ('{BOB}', 'bob''s')"
+        ));
+    }
+
+    fn policies(table: &str) -> Vec<String> {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT polname::text FROM pg_policy WHERE polrelid = $1::regclass ORDER BY 1",
+                None,
+                &[table.into()],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        })
+    }
+
+    #[pg_test]
+    fn owner_rls_applies_a_complete_set_once() {
+        notes_table();
+        let did = one::<i64>("SELECT count(*) FROM dana.enable_owner_rls('public.notes')");
+        // enable RLS, four policies, one index
+        assert_eq!(did, Some(6));
+        assert_eq!(
+            policies("public.notes"),
+            [
+                "dana_owner_delete",
+                "dana_owner_insert",
+                "dana_owner_select",
+                "dana_owner_update"
+            ]
+        );
+        assert_eq!(
+            one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'dana_owner_select'").as_deref(),
+            Some("(user_id = ( SELECT dana.uid() AS uid))")
+        );
+        assert_eq!(
+            one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'notes_user_id_idx')"
+            ),
+            Some(true)
+        );
+        // Idempotent: the second call changes nothing and says so.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM dana.enable_owner_rls('public.notes')"),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn owner_policies_isolate_users() {
+        notes_table();
+        run("SELECT dana.enable_owner_rls('public.notes')");
+        run("CREATE ROLE dana_test_api NOLOGIN");
+        run("GRANT ALL ON public.notes TO dana_test_api");
+        run("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO dana_test_api");
+        run("GRANT USAGE ON SCHEMA dana, tests TO dana_test_api");
+        set_claims(&claims_of(ALICE));
+        run("SET LOCAL ROLE dana_test_api");
+        assert_eq!(
+            one::<String>("SELECT string_agg(body, ',') FROM public.notes").as_deref(),
+            Some("alice's")
+        );
+        assert_eq!(one::<i64>("WITH d AS (DELETE FROM public.notes WHERE body = 'bob''s' RETURNING 1) SELECT count(*) FROM d"), Some(0));
+        assert_eq!(one::<i64>("WITH u AS (UPDATE public.notes SET body = 'x' WHERE body = 'bob''s' RETURNING 1) SELECT count(*) FROM u"), Some(0));
+        let err = error_of(&format!(
+            "INSERT INTO public.notes (user_id, body) VALUES ('{BOB}', 'forged')"
+        ))
+        .unwrap();
+        assert!(
+            err.starts_with("42501: new row violates row-level security policy"),
+            "{err}"
+        );
+        let err = error_of(&format!("UPDATE public.notes SET user_id = '{BOB}'")).unwrap();
+        assert!(err.starts_with("42501"), "{err}");
+        run("RESET ROLE");
+    }
+
+    #[pg_test]
+    fn bad_arguments_name_the_table_and_column() {
+        notes_table();
+        let err = error_of("SELECT dana.enable_owner_rls('public.notes', 'owner_id')").unwrap();
+        assert_eq!(
+            err,
+            "42703: dana: table notes has no column \"owner_id\" (the owner column)"
+        );
+        let err = error_of("SELECT dana.enable_owner_rls('public.notes', 'body')").unwrap();
+        assert_eq!(err, "42804: dana: column \"body\" of table notes has type text, but the owner column must be uuid");
+        let err = error_of("SELECT dana.enable_tenant_rls('public.notes', 'nope')").unwrap();
+        assert!(
+            err.contains("has no column \"nope\" (the tenant column)"),
+            "{err}"
+        );
+        let err = error_of("SELECT dana.enable_owner_rls('public.no_such_table')").unwrap();
+        assert!(err.starts_with("42P01"), "{err}");
+        run("CREATE VIEW public.notes_view AS SELECT * FROM public.notes");
+        let err = error_of("SELECT dana.enable_public_read_rls('public.notes_view')").unwrap();
+        assert_eq!(err, "42809: dana: notes_view is not a table");
+    }
+
+    #[pg_test]
+    fn switching_policy_sets_leaves_no_policy_of_the_old_one() {
+        notes_table();
+        run("SELECT dana.enable_public_read_rls('public.notes')");
+        assert_eq!(
+            policies("public.notes"),
+            [
+                "dana_public_delete",
+                "dana_public_insert",
+                "dana_public_select",
+                "dana_public_update"
+            ]
+        );
+        let did: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT action || ' ' || object FROM dana.enable_admin_write_rls('public.notes')",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        });
+        assert!(
+            did.contains(&"drop policy dana_public_insert on notes".to_string()),
+            "{did:?}"
+        );
+        assert_eq!(
+            policies("public.notes"),
+            [
+                "dana_admin_delete",
+                "dana_admin_insert",
+                "dana_admin_select",
+                "dana_admin_update"
+            ]
+        );
+        assert_eq!(
+            one::<String>("SELECT pg_get_expr(polwithcheck, polrelid) FROM pg_policy WHERE polname = 'dana_admin_insert'").as_deref(),
+            Some("( SELECT dana.is_admin() AS is_admin)")
+        );
+        // A user's own policy is never touched.
+        run("CREATE POLICY my_policy ON public.notes FOR SELECT USING (true)");
+        run("SELECT dana.enable_owner_rls('public.notes')");
+        assert!(policies("public.notes").contains(&"my_policy".to_string()));
+    }
+
+    #[pg_test]
+    fn tenant_rls_reads_the_tenant_and_writes_own_rows() {
+        notes_table();
+        run("SELECT dana.enable_tenant_rls('public.notes', 'tenant_id', 'user_id')");
+        assert_eq!(
+            one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'dana_tenant_select'").as_deref(),
+            Some("(tenant_id = ( SELECT dana.tenant_id() AS tenant_id))")
+        );
+        assert_eq!(
+            one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'dana_tenant_update'").as_deref(),
+            Some("((tenant_id = ( SELECT dana.tenant_id() AS tenant_id)) AND (user_id = ( SELECT dana.uid() AS uid)))")
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM pg_indexes WHERE tablename = 'notes' AND indexname IN ('notes_tenant_id_idx', 'notes_user_id_idx')"), Some(2));
+    }
+
+    #[pg_test]
+    fn rls_audit_reports_each_kind_of_gap() {
+        run("CREATE SCHEMA audited");
+        run("CREATE TABLE audited.open_table (id int)");
+        run("CREATE TABLE audited.locked (id int)");
+        run("ALTER TABLE audited.locked ENABLE ROW LEVEL SECURITY");
+        run("CREATE TABLE audited.slow (id int, owner uuid)");
+        run("ALTER TABLE audited.slow ENABLE ROW LEVEL SECURITY");
+        run("CREATE POLICY per_row ON audited.slow FOR SELECT USING (owner = dana.uid())");
+        run(
+            "CREATE POLICY also_select ON audited.slow FOR ALL USING (owner = (select dana.uid()))",
+        );
+        run("CREATE TABLE audited.fine (id int, owner uuid)");
+        run("SELECT dana.enable_owner_rls('audited.fine', 'owner')");
+        let found: Vec<String> = Spi::connect(|c| {
+            c.select("SELECT table_name || ' ' || finding || ' ' || coalesce(policy, '-') FROM dana.rls_audit('audited')", None, &[])
+                .unwrap()
+                .map(|r| r.get::<String>(1).unwrap().unwrap())
+                .collect()
+        });
+        assert_eq!(
+            found,
+            [
+                "audited.locked no_policy -",
+                "audited.open_table rls_disabled -",
+                "audited.slow multiple_permissive_policies also_select, per_row",
+                "audited.slow unindexed_policy_column also_select",
+                "audited.slow unindexed_policy_column per_row",
+                "audited.slow unwrapped_call per_row",
+            ]
+        );
+        let detail = one::<String>(
+            "SELECT detail FROM dana.rls_audit('audited') WHERE finding = 'unwrapped_call'",
+        )
+        .unwrap();
+        assert!(
+            detail.starts_with("dana.uid() is evaluated once per row"),
+            "{detail}"
+        );
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM dana.rls_audit('no_such_schema')"),
+            Some(0)
+        );
+    }
+}
