@@ -140,7 +140,12 @@ EOF
   cmp -s "$conf.new" "$conf" && changed=0
   mv "$conf.new" "$conf"
   if pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
-    if ((changed)); then pg_ctl_as_postgres "-D '$PGDATA' -w restart -l '$LOGS/postgres.log'" >/dev/null; fi
+    if ((changed)); then
+      log "restarting PostgreSQL for changed settings"
+      pg_ctl_as_postgres "-D '$PGDATA' -w restart -l '$LOGS/postgres.log'" >/dev/null
+      # PostgREST backs off up to half a minute between reconnects: restart it instead.
+      stop_daemon postgrest
+    fi
   else
     log "starting PostgreSQL on port $DB_PORT"
     pg_ctl_as_postgres "-D '$PGDATA' -w start -l '$LOGS/postgres.log'" >/dev/null ||
@@ -178,10 +183,19 @@ start_daemon() { # name, command...; logs to $LOGS/name.log, pid in $RUN/name.pi
   echo $! >"$RUN/$name.pid"
 }
 
+stop_daemon() {
+  if daemon_running "$1"; then
+    log "stopping $1"
+    kill -TERM -- "-$(cat "$RUN/$1.pid")" 2>/dev/null || kill "$(cat "$RUN/$1.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do daemon_running "$1" || break; sleep 0.1; done
+  fi
+  rm -f "$RUN/$1.pid"
+}
+
 daemon_running() { [[ -s "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
 wait_http() { # url, what
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.1
   done
@@ -262,13 +276,7 @@ EOF
 
 stack_down() {
   init_paths
-  for name in bff postgrest; do
-    if daemon_running "$name"; then
-      log "stopping $name"
-      kill -TERM -- "-$(cat "$RUN/$name.pid")" 2>/dev/null || kill "$(cat "$RUN/$name.pid")"
-    fi
-    rm -f "$RUN/$name.pid"
-  done
+  for name in bff postgrest; do stop_daemon "$name"; done
   if [[ -s "$PGDATA/PG_VERSION" ]] && pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
     log "stopping PostgreSQL"
     pg_ctl_as_postgres "-D '$PGDATA' -w stop -m fast" >/dev/null
