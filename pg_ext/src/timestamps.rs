@@ -1,9 +1,10 @@
 //! `dana.touch_updated_at()`: the BEFORE UPDATE trigger that keeps `updated_at` honest.
 //!
 //! It runs for every updated row, so it works on the raw tuples instead of going through
-//! pgrx's by-name accessors: a byte comparison settles the common no-op update, one attribute
-//! fetch per tuple settles the common "something else changed" update, and only an update that
-//! changes the timestamp column itself pays for a column-by-column comparison.
+//! pgrx's by-name accessors. When the statement does not SET the timestamp column (PostgreSQL
+//! tells a trigger which columns it targets), one byte comparison of the two tuples settles
+//! whether anything changed; only a statement that sets the column itself pays for a
+//! column-by-column comparison.
 //!
 //! Attaching it is checked by an event trigger (`sql/timestamps.sql`), so a wrong column type
 //! fails at `CREATE TRIGGER`; the checks here catch a column changed or dropped afterwards.
@@ -53,7 +54,16 @@ fn touch_updated_at<'a>(
         let attnum = touched_column(trigger, tupdesc).unwrap_or_else(|e| e.raise());
         let old = data.tg_trigtuple;
         let new = data.tg_newtuple;
-        let result = if changed_apart_from(old, new, tupdesc, attnum) {
+        // Columns named in the statement's SET list: when the maintained column is not among
+        // them, it is the same in both tuples and a byte comparison settles the question.
+        let offset = attnum - pg_sys::FirstLowInvalidHeapAttributeNumber;
+        let set_by_statement = pg_sys::bms_is_member(offset, data.tg_updatedcols);
+        let changed = if set_by_statement {
+            changed_apart_from(old, new, tupdesc, attnum)
+        } else {
+            !same_bytes(old, new)
+        };
+        let result = if changed {
             stamp(new, tupdesc, attnum)
         } else {
             new
