@@ -288,12 +288,17 @@ stack_test() {
   mkdir -p "$pgrx_data"
   chown postgres:postgres "$pgrx_data"
   log "extension tests (cargo pgrx test)"
-  (cd "$ROOT/pg_ext" && env -u RUST_BACKTRACE cargo pgrx test pg$PG_VERSION --release --runas postgres --pgdata "$pgrx_data")
+  local out=$LOGS/test-output.log
+  : >"$out"
+  (cd "$ROOT/pg_ext" && env -u RUST_BACKTRACE cargo pgrx test pg$PG_VERSION --release --runas postgres --pgdata "$pgrx_data") 2>&1 | tee -a "$out"
   log "workspace and end-to-end tests (cargo test)"
   set -a
   # shellcheck disable=SC1090
   source <(stack_env)
   set +a
   # Default members only: pg_ext's tests need the pgrx harness above.
-  (cd "$ROOT" && cargo test --release)
+  (cd "$ROOT" && cargo test --release) 2>&1 | tee -a "$out"
+  # One closing line for every suite together (the last cargo line is often a doc-test run
+  # with nothing in it).
+  awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$out"
 }
