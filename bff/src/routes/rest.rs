@@ -1,0 +1,278 @@
+//! `/rest/v1/*` → PostgREST, as Supabase's gateway does it: the caller is authenticated first,
+//! then the request streams through with `/rest/v1` stripped, and the response streams back.
+//!
+//! What changes on the way: hop-by-hop headers are dropped (RFC 9110 §7.6.1), the browser's
+//! `Cookie` never goes upstream, `apikey` is not forwarded (PostgREST does not read it) and
+//! `Authorization` carries the verified token. Everything else — `Prefer`, `Range`, `Accept`,
+//! `Accept-Profile`, `Content-Profile`, and on the way back `Content-Range`, `Location`,
+//! `Preference-Applied` — passes untouched.
+
+use crate::app::App;
+use crate::auth;
+use crate::body::{Body, BoxError};
+use crate::error::ApiError;
+use crate::settings::BffSettings;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const UPSTREAM: &str = "PostgREST";
+
+/// The client end towards PostgREST: one pooled HTTP/1.1 client for every request.
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    /// PostgREST's base URL without a trailing slash.
+    base: String,
+    admin_ready: Option<String>,
+    timeout: Duration,
+    max_body_bytes: u64,
+}
+
+/// The peer address of the connection, put in request extensions by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl Upstream {
+    pub fn new(settings: &BffSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let supabase = &settings.supabase;
+        Self {
+            client,
+            base: supabase.postgrest_url.as_str().trim_end_matches('/').to_owned(),
+            admin_ready: supabase
+                .postgrest_admin_url
+                .as_ref()
+                .map(|u| format!("{}/ready", u.as_str().trim_end_matches('/'))),
+            timeout: settings.upstream_timeout,
+            max_body_bytes: settings.max_body_bytes,
+        }
+    }
+
+    fn uri(&self, rest_path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
+        let path = if rest_path.is_empty() { "/" } else { rest_path };
+        let uri = match query {
+            Some(q) => format!("{}{path}?{q}", self.base),
+            None => format!("{}{path}", self.base),
+        };
+        uri.parse().map_err(|e| ApiError::UpstreamFailed { upstream: UPSTREAM, details: format!("bad URI: {e}") })
+    }
+
+    /// PostgREST's readiness: its admin `/ready` when configured (it also checks PostgREST's own
+    /// database connection), else that its API answers at all.
+    pub async fn ready(&self, within: Duration) -> Result<(), String> {
+        let (method, uri) = match &self.admin_ready {
+            Some(ready) => (http::Method::GET, ready.clone()),
+            None => (http::Method::HEAD, format!("{}/", self.base)),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .body(crate::body::full(""))
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(within, self.client.request(request)).await {
+            Err(_) => Err(format!("PostgREST did not answer within {} s ({uri})", within.as_secs())),
+            Ok(Err(e)) => Err(format!("PostgREST is unreachable ({uri}): {}", root_cause(&e))),
+            Ok(Ok(response)) if response.status().is_success() => Ok(()),
+            Ok(Ok(response)) => Err(format!("PostgREST is not ready ({uri}): HTTP {}", response.status())),
+        }
+    }
+}
+
+/// Handles one `/rest/v1` request.
+pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let caller = auth::authenticate(request.headers(), &app.api_keys, &app.verifier).await?;
+    tracing::debug!(role = %caller.claims.role, user = caller.claims.user_id(), "forwarding to PostgREST");
+    let upstream = &app.upstream;
+    if declared_length(request.headers()).is_some_and(|len| len > upstream.max_body_bytes) {
+        return Err(ApiError::BodyTooLarge { limit: upstream.max_body_bytes });
+    }
+
+    let (parts, body) = request.into_parts();
+    let rest_path = parts.uri.path().strip_prefix("/rest/v1").unwrap_or_default();
+    let uri = upstream.uri(rest_path, parts.uri.query())?;
+    let mut headers = parts.headers;
+    strip_request_headers(&mut headers);
+    let authorization = HeaderValue::from_str(&format!("Bearer {}", caller.token)).map_err(|_| ApiError::NotBearer)?;
+    headers.insert(header::AUTHORIZATION, authorization);
+    if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
+        if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+        }
+    }
+    // A chunked body that runs past the limit fails while streaming; see `classify`.
+    let limited: Body = Limited::new(body, upstream.max_body_bytes as usize).boxed();
+
+    let mut upstream_request = Request::new(limited);
+    *upstream_request.method_mut() = parts.method;
+    *upstream_request.uri_mut() = uri;
+    *upstream_request.headers_mut() = headers;
+
+    let response = match tokio::time::timeout(upstream.timeout, upstream.client.request(upstream_request)).await {
+        Err(_) => {
+            app.metrics.upstream_error("postgrest", "timeout");
+            return Err(ApiError::UpstreamTimeout { upstream: UPSTREAM, seconds: upstream.timeout.as_secs_f64() });
+        }
+        Ok(Err(error)) => return Err(classify(app, error, upstream.max_body_bytes)),
+        Ok(Ok(response)) => response,
+    };
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed()))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn classify(app: &App, error: hyper_util::client::legacy::Error, limit: u64) -> ApiError {
+    if has_source::<http_body_util::LengthLimitError>(&error) {
+        return ApiError::BodyTooLarge { limit };
+    }
+    if error.is_connect() {
+        app.metrics.upstream_error("postgrest", "connect");
+        return ApiError::UpstreamDown { upstream: UPSTREAM, details: root_cause(&error) };
+    }
+    app.metrics.upstream_error("postgrest", "other");
+    ApiError::UpstreamFailed { upstream: UPSTREAM, details: root_cause(&error) }
+}
+
+fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<E>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus any the
+/// `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
+}
+
+/// What of the browser's request must not reach PostgREST.
+fn strip_request_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    // The session cookie belongs to the BFF; PostgREST would expose it to SQL as request.cookies.
+    headers.remove(header::COOKIE);
+    headers.remove("apikey");
+    // The client sets Host for the upstream; Expect is answered by our own server.
+    headers.remove(header::HOST);
+    headers.remove(header::EXPECT);
+    // Only the BFF may say who the peer is.
+    for name in ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+    }
+
+    #[test]
+    fn cookies_credentials_and_hop_by_hop_headers_stay_behind() {
+        let mut h = map(&[
+            ("cookie", "dana_session=secret"),
+            ("apikey", "anon"),
+            ("connection", "keep-alive, x-private-hop"),
+            ("x-private-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("host", "bff.example.com"),
+            ("prefer", "return=representation,count=exact"),
+            ("range", "0-9"),
+            ("range-unit", "items"),
+            ("accept", "application/vnd.pgrst.object+json"),
+            ("accept-profile", "public"),
+            ("content-profile", "public"),
+            ("content-type", "application/json"),
+            ("x-client-info", "supabase-js/2"),
+        ]);
+        strip_request_headers(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "accept",
+                "accept-profile",
+                "content-profile",
+                "content-type",
+                "prefer",
+                "range",
+                "range-unit",
+                "x-client-info"
+            ]
+        );
+    }
+
+    #[test]
+    fn postgrest_response_headers_pass() {
+        let mut h = map(&[
+            ("content-range", "0-9/42"),
+            ("range-unit", "items"),
+            ("location", "/notes?id=eq.1"),
+            ("preference-applied", "return=representation"),
+            ("content-profile", "public"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 5);
+        assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none());
+    }
+}
