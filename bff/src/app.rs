@@ -31,12 +31,21 @@ impl App {
             service_role: settings.supabase.service_role_key.clone(),
         };
         let upstream = rest::Upstream::new(&settings);
-        Ok(Self { settings, verifier, api_keys, upstream, metrics: Metrics::default() })
+        Ok(Self {
+            settings,
+            verifier,
+            api_keys,
+            upstream,
+            metrics: Metrics::default(),
+        })
     }
 }
 
 /// Routes one request. Never fails: every error becomes a JSON response.
-pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path();
@@ -51,6 +60,7 @@ pub async fn handle(app: Arc<App>, request: Request<Incoming>) -> Result<Respons
         }
     };
     let response = result.unwrap_or_else(ApiError::into_response);
-    app.metrics.observe_request(route, &method, response.status(), started.elapsed());
+    app.metrics
+        .observe_request(route, &method, response.status(), started.elapsed());
     Ok(response)
 }

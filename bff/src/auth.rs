@@ -21,7 +21,8 @@ pub struct ApiKeys {
 impl ApiKeys {
     fn is_project_key(&self, candidate: &str) -> bool {
         let c = candidate.as_bytes();
-        bool::from(c.ct_eq(self.anon.as_bytes())) | bool::from(c.ct_eq(self.service_role.as_bytes()))
+        bool::from(c.ct_eq(self.anon.as_bytes()))
+            | bool::from(c.ct_eq(self.service_role.as_bytes()))
     }
 }
 
@@ -33,11 +34,17 @@ pub struct Caller {
 }
 
 /// Checks the request's credentials; `Err` means 401 (or 503 when the signing keys cannot be loaded).
-pub async fn authenticate(headers: &HeaderMap, keys: &ApiKeys, verifier: &JwtVerifier) -> Result<Caller, ApiError> {
+pub async fn authenticate(
+    headers: &HeaderMap,
+    keys: &ApiKeys,
+    verifier: &JwtVerifier,
+) -> Result<Caller, ApiError> {
     let apikey = headers.get("apikey").map(|v| v.to_str().map(str::trim));
     let bearer = match headers.get(http::header::AUTHORIZATION) {
         None => None,
-        Some(value) => Some(bearer_token(value.to_str().map_err(|_| ApiError::NotBearer)?)?),
+        Some(value) => Some(bearer_token(
+            value.to_str().map_err(|_| ApiError::NotBearer)?,
+        )?),
     };
     let apikey = match apikey {
         None => None,
@@ -47,7 +54,10 @@ pub async fn authenticate(headers: &HeaderMap, keys: &ApiKeys, verifier: &JwtVer
     };
     let token = bearer.or(apikey).ok_or(ApiError::NoCredentials)?;
     let claims = verifier.verify(token).await?;
-    Ok(Caller { token: token.to_owned(), claims })
+    Ok(Caller {
+        token: token.to_owned(),
+        claims,
+    })
 }
 
 fn bearer_token(value: &str) -> Result<&str, ApiError> {
@@ -70,11 +80,19 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     fn token(claims: serde_json::Value) -> String {
-        encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn setup() -> (ApiKeys, JwtVerifier) {
-        let keys = ApiKeys { anon: token(json!({"role": "anon"})), service_role: token(json!({"role": "service_role"})) };
+        let keys = ApiKeys {
+            anon: token(json!({"role": "anon"})),
+            service_role: token(json!({"role": "service_role"})),
+        };
         let verifier = JwtVerifier::new(&JwtSettings {
             secret: Some(SECRET.into()),
             jwks: None,
@@ -86,13 +104,18 @@ mod tests {
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
+            .collect()
     }
 
     #[tokio::test]
     async fn the_anon_key_alone_acts_as_anon() {
         let (keys, verifier) = setup();
-        let caller = authenticate(&headers(&[("apikey", &keys.anon)]), &keys, &verifier).await.unwrap();
+        let caller = authenticate(&headers(&[("apikey", &keys.anon)]), &keys, &verifier)
+            .await
+            .unwrap();
         assert_eq!(caller.claims.role, "anon");
         assert_eq!(caller.token, keys.anon);
     }
@@ -101,7 +124,10 @@ mod tests {
     async fn a_bearer_token_wins_over_the_apikey() {
         let (keys, verifier) = setup();
         let user = token(json!({"role": "authenticated", "sub": "u1", "aud": "authenticated"}));
-        let h = headers(&[("apikey", &keys.anon), ("authorization", &format!("Bearer {user}"))]);
+        let h = headers(&[
+            ("apikey", &keys.anon),
+            ("authorization", &format!("Bearer {user}")),
+        ]);
         let caller = authenticate(&h, &keys, &verifier).await.unwrap();
         assert_eq!(caller.claims.sub.as_deref(), Some("u1"));
     }
@@ -113,18 +139,34 @@ mod tests {
         let cases: Vec<(HeaderMap, &str)> = vec![
             (headers(&[]), "No API key found in request"),
             (headers(&[("apikey", &foreign_key)]), "Invalid API key"),
-            (headers(&[("authorization", "Basic dXNlcjpwYXNz")]), "Authorization header is not a Bearer token"),
-            (headers(&[("authorization", "Bearer ")]), "Authorization header is not a Bearer token"),
-            (headers(&[("apikey", &keys.anon), ("authorization", "Bearer not.a.jwt")]), "JWT is not valid"),
+            (
+                headers(&[("authorization", "Basic dXNlcjpwYXNz")]),
+                "Authorization header is not a Bearer token",
+            ),
+            (
+                headers(&[("authorization", "Bearer ")]),
+                "Authorization header is not a Bearer token",
+            ),
+            (
+                headers(&[
+                    ("apikey", &keys.anon),
+                    ("authorization", "Bearer not.a.jwt"),
+                ]),
+                "JWT is not valid",
+            ),
         ];
         for (h, expected) in cases {
             let err = authenticate(&h, &keys, &verifier).await.unwrap_err();
             assert!(err.to_string().starts_with(expected), "{err} for {h:?}");
         }
         let expired = token(json!({"role": "authenticated", "exp": 1}));
-        let err = authenticate(&headers(&[("authorization", &format!("bearer {expired}"))]), &keys, &verifier)
-            .await
-            .unwrap_err();
+        let err = authenticate(
+            &headers(&[("authorization", &format!("bearer {expired}"))]),
+            &keys,
+            &verifier,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, ApiError::Token(JwtError::Expired)));
     }
 }

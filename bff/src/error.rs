@@ -27,11 +27,20 @@ pub enum ApiError {
     #[error("request body is larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("{upstream} is unreachable")]
-    UpstreamDown { upstream: &'static str, details: String },
+    UpstreamDown {
+        upstream: &'static str,
+        details: String,
+    },
     #[error("{upstream} did not answer within {seconds} s")]
-    UpstreamTimeout { upstream: &'static str, seconds: f64 },
+    UpstreamTimeout {
+        upstream: &'static str,
+        seconds: f64,
+    },
     #[error("{upstream} failed to answer")]
-    UpstreamFailed { upstream: &'static str, details: String },
+    UpstreamFailed {
+        upstream: &'static str,
+        details: String,
+    },
     #[error("no route for {0}")]
     NotFound(String),
 }
@@ -39,7 +48,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NoCredentials | ApiError::InvalidApiKey | ApiError::NotBearer => StatusCode::UNAUTHORIZED,
+            ApiError::NoCredentials | ApiError::InvalidApiKey | ApiError::NotBearer => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Token(JwtError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Token(_) => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,7 +78,12 @@ impl ApiError {
             ApiError::UpstreamFailed { details, .. } => ("BFF502", Some(details.clone()), None),
             ApiError::NotFound(_) => ("BFF404", None, Some("The API lives under /rest/v1.".into())),
         };
-        ErrorBody { code, message: self.to_string(), details, hint }
+        ErrorBody {
+            code,
+            message: self.to_string(),
+            details,
+            hint,
+        }
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -75,7 +91,10 @@ impl ApiError {
         let mut response = Response::new(full(json));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         if self.status() == StatusCode::UNAUTHORIZED {
             // As PostgREST does (RFC 6750), so clients can tell a token problem from the rest.
             let description = self.to_string().replace('"', "'");

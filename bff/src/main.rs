@@ -70,7 +70,9 @@ async fn serve() -> anyhow::Result<()> {
     if keys > 0 {
         tracing::info!(keys, "loaded JWKS signing keys");
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     tracing::info!(%listen, postgrest = %app.settings.supabase.postgrest_url, "dana-bff serving");
     server::serve(Arc::new(app), listener, server::shutdown_signal()).await?;
     Ok(())

@@ -59,24 +59,49 @@ impl Default for Metrics {
             "Upstream calls that failed (connect, timeout, other)",
             upstream_errors.clone(),
         );
-        Self { registry, requests, latency, upstream_errors }
+        Self {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+        }
     }
 }
 
 impl Metrics {
-    pub fn observe_request(&self, route: &'static str, method: &Method, status: StatusCode, elapsed: Duration) {
+    pub fn observe_request(
+        &self,
+        route: &'static str,
+        method: &Method,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
         // Unknown methods are folded into one label value, again for bounded cardinality.
         let method = match *method {
-            Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::OPTIONS => {
-                method.as_str().to_owned()
-            }
+            Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS => method.as_str().to_owned(),
             _ => "OTHER".to_owned(),
         };
-        self.requests.get_or_create(&RequestLabels { route, method, status: status.as_u16() }).inc();
-        self.latency.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status: status.as_u16(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn upstream_error(&self, upstream: &'static str, kind: &'static str) {
-        self.upstream_errors.get_or_create(&UpstreamErrorLabels { upstream, kind }).inc();
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels { upstream, kind })
+            .inc();
     }
 }

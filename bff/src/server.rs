@@ -23,10 +23,21 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The headers supabase-js and PostgREST clients send, and the ones they need to read back.
 fn cors(app: &App) -> CorsLayer {
-    let names = |list: &[&'static str]| list.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
+    let names = |list: &[&'static str]| {
+        list.iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect::<Vec<_>>()
+    };
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(app.settings.cors_origins.clone()))
-        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers(names(&[
             "authorization",
             "apikey",
@@ -55,7 +66,11 @@ fn cors(app: &App) -> CorsLayer {
 }
 
 /// Serves until `shutdown` resolves, then drains.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let grace = app.settings.shutdown_grace;
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -92,15 +107,21 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let per_connection = tower::ServiceExt::map_request(service.clone(), move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
-            request
-        });
+        let per_connection = tower::ServiceExt::map_request(
+            service.clone(),
+            move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            },
+        );
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             // Slow-loris guard: the request head must arrive within this time.
             .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(per_connection));
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(per_connection),
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -109,7 +130,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         });
     }
     drop(listener);
-    tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: draining in-flight requests"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
@@ -126,4 +150,3 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
     }
 }
-

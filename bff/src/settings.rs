@@ -36,7 +36,11 @@ impl BffSettings {
 
     pub fn read(mut env: EnvReader<'_>) -> Result<Self, SettingsError> {
         let supabase = SupabaseSettings::read(&mut env);
-        let listen = env.parsed("BFF_LISTEN", SocketAddr::from(([127, 0, 0, 1], 54321)), "a host:port address");
+        let listen = env.parsed(
+            "BFF_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 54321)),
+            "a host:port address",
+        );
         let cors_origins = env
             .optional("BFF_CORS_ORIGINS")
             .unwrap_or_default()
@@ -55,7 +59,8 @@ impl BffSettings {
                 }
             })
             .collect();
-        let max_body_bytes = env.parsed("BFF_MAX_BODY_BYTES", 10 * 1024 * 1024, "a number of bytes");
+        let max_body_bytes =
+            env.parsed("BFF_MAX_BODY_BYTES", 10 * 1024 * 1024, "a number of bytes");
         let upstream_timeout = env.seconds("BFF_UPSTREAM_TIMEOUT_SECS", Duration::from_secs(30));
         let shutdown_grace = env.seconds("BFF_SHUTDOWN_GRACE_SECS", Duration::from_secs(30));
         let log_format = match env.optional("BFF_LOG_FORMAT").as_deref() {
@@ -78,7 +83,8 @@ impl BffSettings {
             shutdown_grace,
             log_format,
         });
-        env.finish(settings).map(|s| s.expect("settings are complete when no problem was found"))
+        env.finish(settings)
+            .map(|s| s.expect("settings are complete when no problem was found"))
     }
 }
 
@@ -115,21 +121,37 @@ mod tests {
     fn bad_gateway_settings_are_each_named() {
         let err = read(&[
             ("BFF_LISTEN", "everywhere"),
-            ("BFF_CORS_ORIGINS", "https://ok.example.com, *, https://x.example.com/path"),
+            (
+                "BFF_CORS_ORIGINS",
+                "https://ok.example.com, *, https://x.example.com/path",
+            ),
             ("BFF_MAX_BODY_BYTES", "-1"),
             ("BFF_LOG_FORMAT", "xml"),
         ])
         .unwrap_err();
         assert_eq!(err.problems.len(), 5, "{err}");
         let text = err.to_string();
-        for needle in ["BFF_LISTEN", "\"*\"", "/path", "BFF_MAX_BODY_BYTES", "BFF_LOG_FORMAT"] {
+        for needle in [
+            "BFF_LISTEN",
+            "\"*\"",
+            "/path",
+            "BFF_MAX_BODY_BYTES",
+            "BFF_LOG_FORMAT",
+        ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }
     }
 
     #[test]
     fn cors_origins_are_parsed() {
-        let s = read(&[("BFF_CORS_ORIGINS", "http://localhost:3000, https://app.example.com")]).unwrap();
-        assert_eq!(s.cors_origins, ["http://localhost:3000", "https://app.example.com"]);
+        let s = read(&[(
+            "BFF_CORS_ORIGINS",
+            "http://localhost:3000, https://app.example.com",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.cors_origins,
+            ["http://localhost:3000", "https://app.example.com"]
+        );
     }
 }

@@ -328,15 +328,20 @@ stack_test() {
   log "extension tests (cargo pgrx test)"
   local out=$LOGS/test-output.log
   : >"$out"
-  (cd "$ROOT/pg_ext" && env -u RUST_BACKTRACE cargo pgrx test pg$PG_VERSION --release --runas postgres --pgdata "$pgrx_data") 2>&1 | tee -a "$out"
+  local status=0
+  (cd "$ROOT/pg_ext" && env -u RUST_BACKTRACE cargo pgrx test pg$PG_VERSION --release --runas postgres --pgdata "$pgrx_data") 2>&1 | tee -a "$out" || status=1
   log "workspace and end-to-end tests (cargo test)"
   set -a
   # shellcheck disable=SC1090
   source <(stack_env)
   set +a
   # Default members only: pg_ext's tests need the pgrx harness above.
-  (cd "$ROOT" && cargo test --release) 2>&1 | tee -a "$out"
+  (cd "$ROOT" && cargo test --release) 2>&1 | tee -a "$out" || status=1
+  log "supabase-js against the BFF (node --test)"
+  (cd "$NODE_DIR" && node --test --test-reporter=tap) 2>&1 | tee -a "$out" || status=1
   # One closing line for every suite together (the last cargo line is often a doc-test run
-  # with nothing in it).
-  awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$out"
+  # with nothing in it); node's TAP summary adds its "# pass N" / "# fail N".
+  awk '/^test result:/ { p += $4; f += $6 } /^# pass / { p += $3 } /^# fail / { f += $3 }
+       END { printf "%d passed, %d failed\n", p, f }' "$out"
+  return "$status"
 }

@@ -86,9 +86,10 @@ impl JwtError {
     /// verified, PGRST303 for tokens whose claims are refused.
     pub fn postgrest_code(&self) -> &'static str {
         match self {
-            JwtError::Expired | JwtError::NotYetValid | JwtError::IssuedInFuture | JwtError::WrongAudience => {
-                "PGRST303"
-            }
+            JwtError::Expired
+            | JwtError::NotYetValid
+            | JwtError::IssuedInFuture
+            | JwtError::WrongAudience => "PGRST303",
             _ => "PGRST301",
         }
     }
@@ -131,9 +132,15 @@ impl JwtVerifier {
             .build()
             .map_err(|e| JwtError::KeysUnavailable(e.to_string()))?;
         Ok(Self {
-            secret: settings.secret.as_ref().map(|s| Arc::new(DecodingKey::from_secret(s.as_bytes()))),
+            secret: settings
+                .secret
+                .as_ref()
+                .map(|s| Arc::new(DecodingKey::from_secret(s.as_bytes()))),
             jwks: settings.jwks.clone(),
-            cache: Arc::new(RwLock::new(KeyCache { keys: JwkSet { keys: vec![] }, loaded_at: None })),
+            cache: Arc::new(RwLock::new(KeyCache {
+                keys: JwkSet { keys: vec![] },
+                loaded_at: None,
+            })),
             http,
             audience: settings.audience.clone(),
             leeway: settings.leeway,
@@ -155,7 +162,8 @@ impl JwtVerifier {
         if parts != 3 {
             return Err(JwtError::Malformed(parts));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
         let key = self.key_for(header.alg, header.kid.as_deref()).await?;
         let claims = self.decode(token, header.alg, &key)?;
         if claims.role.is_empty() {
@@ -164,9 +172,16 @@ impl JwtVerifier {
         Ok(claims)
     }
 
-    async fn key_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<Arc<DecodingKey>, JwtError> {
+    async fn key_for(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Arc<DecodingKey>, JwtError> {
         if alg == Algorithm::HS256 {
-            return self.secret.clone().ok_or_else(|| JwtError::AlgorithmNotAccepted("HS256".into()));
+            return self
+                .secret
+                .clone()
+                .ok_or_else(|| JwtError::AlgorithmNotAccepted("HS256".into()));
         }
         if !ASYMMETRIC.contains(&alg) || self.jwks.is_none() {
             return Err(JwtError::AlgorithmNotAccepted(format!("{alg:?}")));
@@ -177,7 +192,9 @@ impl JwtVerifier {
         // Unknown key id: the project may have rotated keys. Reload (rate-limited) and retry once.
         let stale = {
             let cache = self.cache.read().await;
-            cache.loaded_at.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
+            cache
+                .loaded_at
+                .is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
         };
         if stale {
             self.reload_keys().await?;
@@ -188,7 +205,11 @@ impl JwtVerifier {
         Err(JwtError::UnknownKey(kid.unwrap_or("").to_owned()))
     }
 
-    async fn cached_key(&self, alg: Algorithm, kid: Option<&str>) -> Result<Option<Arc<DecodingKey>>, JwtError> {
+    async fn cached_key(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Option<Arc<DecodingKey>>, JwtError> {
         let cache = self.cache.read().await;
         let jwk: Option<&Jwk> = match kid {
             Some(kid) => cache.keys.find(kid),
@@ -197,12 +218,20 @@ impl JwtVerifier {
             None => None,
         };
         let Some(jwk) = jwk else { return Ok(None) };
-        if let Some(key_alg) = jwk.common.key_algorithm.and_then(|a| Algorithm::try_from(a).ok()) {
+        if let Some(key_alg) = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| Algorithm::try_from(a).ok())
+        {
             if key_alg != alg {
-                return Err(JwtError::AlgorithmNotAccepted(format!("{alg:?} for a {key_alg:?} key")));
+                return Err(JwtError::AlgorithmNotAccepted(format!(
+                    "{alg:?} for a {key_alg:?} key"
+                )));
             }
         }
-        DecodingKey::from_jwk(jwk).map(|k| Some(Arc::new(k))).map_err(|e| JwtError::Invalid(e.to_string()))
+        DecodingKey::from_jwk(jwk)
+            .map(|k| Some(Arc::new(k)))
+            .map_err(|e| JwtError::Invalid(e.to_string()))
     }
 
     async fn reload_keys(&self) -> Result<usize, JwtError> {
@@ -218,17 +247,26 @@ impl JwtVerifier {
                     .await
                     .map_err(|e| JwtError::KeysUnavailable(format!("{url}: {e}")))?;
                 if !response.status().is_success() {
-                    return Err(JwtError::KeysUnavailable(format!("{url}: HTTP {}", response.status())));
+                    return Err(JwtError::KeysUnavailable(format!(
+                        "{url}: HTTP {}",
+                        response.status()
+                    )));
                 }
-                response.text().await.map_err(|e| JwtError::KeysUnavailable(format!("{url}: {e}")))?
+                response
+                    .text()
+                    .await
+                    .map_err(|e| JwtError::KeysUnavailable(format!("{url}: {e}")))?
             }
             None => return Ok(0),
         };
-        let keys: JwkSet =
-            serde_json::from_str(&raw).map_err(|e| JwtError::KeysUnavailable(format!("not a JWKS: {e}")))?;
+        let keys: JwkSet = serde_json::from_str(&raw)
+            .map_err(|e| JwtError::KeysUnavailable(format!("not a JWKS: {e}")))?;
         let count = keys.keys.len();
         let mut cache = self.cache.write().await;
-        *cache = KeyCache { keys, loaded_at: Some(Instant::now()) };
+        *cache = KeyCache {
+            keys,
+            loaded_at: Some(Instant::now()),
+        };
         Ok(count)
     }
 
@@ -243,7 +281,9 @@ impl JwtVerifier {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
+            .kind()
+        {
             ErrorKind::ExpiredSignature => JwtError::Expired,
             ErrorKind::ImmatureSignature => JwtError::NotYetValid,
             ErrorKind::InvalidAudience => JwtError::WrongAudience,
@@ -253,8 +293,15 @@ impl JwtVerifier {
             _ => JwtError::Invalid(e.to_string()),
         })?;
         // jsonwebtoken leaves `iat` alone; PostgREST refuses tokens issued in the future.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        if data.claims.iat.is_some_and(|iat| iat > now + self.leeway.as_secs() as i64) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if data
+            .claims
+            .iat
+            .is_some_and(|iat| iat > now + self.leeway.as_secs() as i64)
+        {
             return Err(JwtError::IssuedInFuture);
         }
         Ok(data.claims)
@@ -273,7 +320,10 @@ mod tests {
     const EC_JWKS: &str = include_str!("../testdata/jwks.json");
 
     fn now() -> i64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
     }
 
     fn settings(jwks: Option<JwksSource>, audience: Option<&str>) -> JwtSettings {
@@ -286,13 +336,23 @@ mod tests {
     }
 
     fn hs256(claims: Value) -> String {
-        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn es256(kid: Option<&str>, claims: Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = kid.map(Into::into);
-        encode(&header, &claims, &EncodingKey::from_ec_pem(EC_PRIVATE_PEM.as_bytes()).unwrap()).unwrap()
+        encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ec_pem(EC_PRIVATE_PEM.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 
     fn user(exp_in: i64) -> Value {
@@ -311,15 +371,25 @@ mod tests {
     async fn a_valid_hs256_user_token_gives_its_claims() {
         let v = JwtVerifier::new(&settings(None, Some("authenticated"))).unwrap();
         let claims = v.verify(&hs256(user(3600))).await.unwrap();
-        assert_eq!(claims.user_id(), Some("a11ce000-0000-4000-8000-000000000001"));
+        assert_eq!(
+            claims.user_id(),
+            Some("a11ce000-0000-4000-8000-000000000001")
+        );
         assert_eq!(claims.email.as_deref(), Some("alice@example.com"));
-        assert_eq!(claims.other.get("aal"), Some(&json!("aal1")), "unknown claims are kept");
+        assert_eq!(
+            claims.other.get("aal"),
+            Some(&json!("aal1")),
+            "unknown claims are kept"
+        );
     }
 
     #[tokio::test]
     async fn an_api_key_without_exp_or_aud_is_accepted() {
         let v = JwtVerifier::new(&settings(None, Some("authenticated"))).unwrap();
-        let claims = v.verify(&hs256(json!({"role": "anon", "iss": "supabase"}))).await.unwrap();
+        let claims = v
+            .verify(&hs256(json!({"role": "anon", "iss": "supabase"})))
+            .await
+            .unwrap();
         assert_eq!(claims.role, "anon");
         assert_eq!(claims.user_id(), None);
     }
@@ -347,10 +417,17 @@ mod tests {
             (&hs256(other_aud), JwtError::WrongAudience),
             (&hs256(future_iat), JwtError::IssuedInFuture),
             (&hs256(not_yet), JwtError::NotYetValid),
-            (&hs256(json!({"sub": "x", "exp": now() + 60})), JwtError::MissingRole),
+            (
+                &hs256(json!({"sub": "x", "exp": now() + 60})),
+                JwtError::MissingRole,
+            ),
         ];
         for (token, expected) in cases {
-            assert_eq!(v.verify(token).await.unwrap_err(), expected, "token {token}");
+            assert_eq!(
+                v.verify(token).await.unwrap_err(),
+                expected,
+                "token {token}"
+            );
         }
     }
 
@@ -372,14 +449,23 @@ mod tests {
     async fn es256_tokens_are_checked_against_the_jwks() {
         let v = JwtVerifier::new(&settings(Some(jwks_file()), Some("authenticated"))).unwrap();
         assert_eq!(v.preload().await.unwrap(), 1);
-        let claims = v.verify(&es256(Some("dana-test-es256"), user(3600))).await.unwrap();
+        let claims = v
+            .verify(&es256(Some("dana-test-es256"), user(3600)))
+            .await
+            .unwrap();
         assert_eq!(claims.role, "authenticated");
         assert_eq!(
-            v.verify(&es256(Some("rotated-away"), user(3600))).await.unwrap_err(),
+            v.verify(&es256(Some("rotated-away"), user(3600)))
+                .await
+                .unwrap_err(),
             JwtError::UnknownKey("rotated-away".into())
         );
         // The HS256 path never uses JWKS keys, and the JWKS path never the HS256 secret.
-        let v_no_secret = JwtVerifier::new(&JwtSettings { secret: None, ..settings(Some(jwks_file()), None) }).unwrap();
+        let v_no_secret = JwtVerifier::new(&JwtSettings {
+            secret: None,
+            ..settings(Some(jwks_file()), None)
+        })
+        .unwrap();
         assert!(matches!(
             v_no_secret.verify(&hs256(user(3600))).await.unwrap_err(),
             JwtError::AlgorithmNotAccepted(_)
@@ -390,14 +476,22 @@ mod tests {
     async fn an_asymmetric_token_without_a_jwks_is_refused() {
         let v = JwtVerifier::new(&settings(None, None)).unwrap();
         assert!(matches!(
-            v.verify(&es256(Some("dana-test-es256"), user(3600))).await.unwrap_err(),
+            v.verify(&es256(Some("dana-test-es256"), user(3600)))
+                .await
+                .unwrap_err(),
             JwtError::AlgorithmNotAccepted(_)
         ));
     }
 
     #[tokio::test]
     async fn an_unreadable_jwks_is_reported() {
-        let v = JwtVerifier::new(&settings(Some(JwksSource::File("/nonexistent/jwks.json".into())), None)).unwrap();
-        assert!(matches!(v.preload().await.unwrap_err(), JwtError::KeysUnavailable(m) if m.contains("/nonexistent")));
+        let v = JwtVerifier::new(&settings(
+            Some(JwksSource::File("/nonexistent/jwks.json".into())),
+            None,
+        ))
+        .unwrap();
+        assert!(
+            matches!(v.preload().await.unwrap_err(), JwtError::KeysUnavailable(m) if m.contains("/nonexistent"))
+        );
     }
 }

@@ -15,7 +15,11 @@ pub struct SettingsError {
 
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} setting(s) missing or malformed:", self.problems.len())?;
+        writeln!(
+            f,
+            "{} setting(s) missing or malformed:",
+            self.problems.len()
+        )?;
         for problem in &self.problems {
             writeln!(f, "  - {problem}")?;
         }
@@ -23,10 +27,12 @@ impl fmt::Display for SettingsError {
     }
 }
 
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Reads settings from a key→value source (the process environment in production, a map in
 /// tests), collecting problems instead of stopping at the first.
 pub struct EnvReader<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Lookup<'a>,
     problems: Vec<String>,
 }
 
@@ -42,12 +48,17 @@ impl<'a> EnvReader<'a> {
     }
 
     pub fn new(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
-        Self { lookup: Box::new(lookup), problems: Vec::new() }
+        Self {
+            lookup: Box::new(lookup),
+            problems: Vec::new(),
+        }
     }
 
     /// The trimmed value, `None` when unset or blank.
     pub fn optional(&mut self, name: &str) -> Option<String> {
-        (self.lookup)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     pub fn required(&mut self, name: &str, what: &str) -> String {
@@ -64,7 +75,8 @@ impl<'a> EnvReader<'a> {
         match self.optional(name) {
             None => default,
             Some(raw) => raw.parse().unwrap_or_else(|e| {
-                self.problems.push(format!("{name}={raw:?} is not {what}: {e}"));
+                self.problems
+                    .push(format!("{name}={raw:?} is not {what}: {e}"));
                 default
             }),
         }
@@ -87,11 +99,13 @@ impl<'a> EnvReader<'a> {
         match Url::parse(raw) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
             Ok(_) => {
-                self.problems.push(format!("{name}={raw:?} must be an http:// or https:// URL"));
+                self.problems
+                    .push(format!("{name}={raw:?} must be an http:// or https:// URL"));
                 None
             }
             Err(e) => {
-                self.problems.push(format!("{name}={raw:?} is not a URL: {e}"));
+                self.problems
+                    .push(format!("{name}={raw:?} is not a URL: {e}"));
                 None
             }
         }
@@ -100,7 +114,8 @@ impl<'a> EnvReader<'a> {
     pub fn seconds(&mut self, name: &str, default: Duration) -> Duration {
         let secs = self.parsed(name, default.as_secs_f64(), "a number of seconds");
         if !(0.0..=86_400.0).contains(&secs) {
-            self.problems.push(format!("{name}={secs} must be between 0 and 86400 seconds"));
+            self.problems
+                .push(format!("{name}={secs} must be between 0 and 86400 seconds"));
             return default;
         }
         Duration::from_secs_f64(secs)
@@ -116,7 +131,9 @@ impl<'a> EnvReader<'a> {
         if self.problems.is_empty() {
             Ok(value)
         } else {
-            Err(SettingsError { problems: self.problems })
+            Err(SettingsError {
+                problems: self.problems,
+            })
         }
     }
 }
@@ -159,16 +176,21 @@ impl SupabaseSettings {
     pub fn from_env() -> Result<Self, SettingsError> {
         let mut env = EnvReader::from_process_env();
         let settings = Self::read(&mut env);
-        env.finish(settings)?.ok_or_else(|| unreachable_without_problems())
+        env.finish(settings)?
+            .ok_or_else(unreachable_without_problems)
     }
 
     /// Reads the project settings into `env`'s problem list; `None` when one was unusable.
     pub fn read(env: &mut EnvReader<'_>) -> Option<Self> {
-        let postgrest_url = env.url("POSTGREST_URL", "PostgREST's address, e.g. http://127.0.0.1:3000");
+        let postgrest_url = env.url(
+            "POSTGREST_URL",
+            "PostgREST's address, e.g. http://127.0.0.1:3000",
+        );
         let postgrest_admin_url = env.optional_url("POSTGREST_ADMIN_URL");
         let db_url = env.required("DB_URL", "PostgreSQL connection URL, checked by /readyz");
         let anon_key = env.required("ANON_KEY", "the project's anon API key");
-        let service_role_key = env.required("SERVICE_ROLE_KEY", "the project's service_role API key");
+        let service_role_key =
+            env.required("SERVICE_ROLE_KEY", "the project's service_role API key");
         let secret = env.optional("JWT_SECRET");
         let jwks = match (env.optional("JWT_JWKS_URL"), env.optional("JWT_JWKS_FILE")) {
             (Some(_), Some(_)) => {
@@ -194,13 +216,20 @@ impl SupabaseSettings {
             db_url,
             anon_key,
             service_role_key,
-            jwt: JwtSettings { secret, jwks, audience, leeway },
+            jwt: JwtSettings {
+                secret,
+                jwks,
+                audience,
+                leeway,
+            },
         })
     }
 }
 
 fn unreachable_without_problems() -> SettingsError {
-    SettingsError { problems: vec!["settings could not be read".into()] }
+    SettingsError {
+        problems: vec!["settings could not be read".into()],
+    }
 }
 
 #[cfg(test)]
@@ -209,17 +238,27 @@ mod tests {
     use std::collections::HashMap;
 
     fn read(pairs: &[(&str, &str)]) -> Result<SupabaseSettings, SettingsError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut env = EnvReader::new(move |name| map.get(name).cloned());
         let settings = SupabaseSettings::read(&mut env);
-        env.finish(settings).map(|s| s.expect("no problems means settings"))
+        env.finish(settings)
+            .map(|s| s.expect("no problems means settings"))
     }
 
     #[test]
     fn every_missing_setting_is_named_at_once() {
         let err = read(&[]).unwrap_err();
         let all = err.to_string();
-        for name in ["POSTGREST_URL", "DB_URL", "ANON_KEY", "SERVICE_ROLE_KEY", "JWT_SECRET"] {
+        for name in [
+            "POSTGREST_URL",
+            "DB_URL",
+            "ANON_KEY",
+            "SERVICE_ROLE_KEY",
+            "JWT_SECRET",
+        ] {
             assert!(all.contains(name), "{name} not named in: {all}");
         }
         assert_eq!(err.problems.len(), 5, "{all}");
@@ -237,7 +276,10 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("POSTGREST_URL=\"ftp://x\" must be an http"), "{err}");
+        assert!(
+            err.contains("POSTGREST_URL=\"ftp://x\" must be an http"),
+            "{err}"
+        );
         assert!(err.contains("at least 32 characters"), "{err}");
         assert!(err.contains("JWT_LEEWAY_SECS=\"soon\""), "{err}");
     }

@@ -15,7 +15,9 @@ pub fn setting(name: &str) -> String {
 
 /// A path inside the repository.
 pub fn repo_path(relative: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 /// Stack settings the gateway tests use, read once.

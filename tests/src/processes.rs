@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 /// A port nothing listens on (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The `dana-bff` binary `scripts/dev` built (release), or the one named by `DANA_BFF_BIN`.
@@ -16,9 +20,15 @@ pub fn bff_binary() -> PathBuf {
     if let Ok(path) = std::env::var("DANA_BFF_BIN") {
         return path.into();
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| crate::repo_path("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| crate::repo_path("target"));
     let release = target.join("release/dana-bff");
-    assert!(release.exists(), "{} is missing: run `scripts/dev up` (it builds the BFF)", release.display());
+    assert!(
+        release.exists(),
+        "{} is missing: run `scripts/dev up` (it builds the BFF)",
+        release.display()
+    );
     release
 }
 
@@ -33,15 +43,25 @@ impl BffProcess {
     pub fn start(overrides: &[(&str, Option<&str>)]) -> Self {
         let port = free_port();
         let mut command = Command::new(bff_binary());
-        command.arg("serve").env("BFF_LISTEN", format!("127.0.0.1:{port}")).env("RUST_LOG", "warn");
+        command
+            .arg("serve")
+            .env("BFF_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn");
         for (name, value) in overrides {
             match value {
                 Some(v) => command.env(name, v),
                 None => command.env_remove(name),
             };
         }
-        let child = command.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("dana-bff starts");
-        let process = Self { child, url: format!("http://127.0.0.1:{port}") };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dana-bff starts");
+        let process = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         wait_for_tcp(port, Duration::from_secs(10));
         process
     }
@@ -57,7 +77,10 @@ impl BffProcess {
 
     /// Sends SIGTERM, the orchestrator's "please stop".
     pub fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -115,7 +138,10 @@ impl Drop for PostgrestProcess {
 pub fn wait_for_tcp(port: u16, within: Duration) {
     let deadline = Instant::now() + within;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port} after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

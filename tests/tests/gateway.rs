@@ -13,14 +13,20 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn client() -> Client {
-    Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
 }
 
 /// A BFF whose PostgREST is a port nobody listens on: any request that reaches the upstream
 /// step gets 503, so a 401 proves the BFF refused it first.
 fn bff_with_dead_upstream(extra: &[(&str, Option<&str>)]) -> BffProcess {
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let mut overrides = vec![("POSTGREST_URL", Some(dead.as_str())), ("POSTGREST_ADMIN_URL", None)];
+    let mut overrides = vec![
+        ("POSTGREST_URL", Some(dead.as_str())),
+        ("POSTGREST_ADMIN_URL", None),
+    ];
     overrides.extend_from_slice(extra);
     BffProcess::start(&overrides)
 }
@@ -45,17 +51,75 @@ async fn bad_credentials_are_refused_before_any_upstream_call() {
     expired["exp"] = json!(now() - 3600);
     let mut other_audience = user_claims(demo::ALICE);
     other_audience["aud"] = json!("another-app");
-    let wrong_secret = hs256_with("not-the-project-secret-not-the-project", &user_claims(demo::ALICE));
-    let forged_anon = hs256_with("not-the-project-secret-not-the-project", &json!({"role": "anon"}));
+    let wrong_secret = hs256_with(
+        "not-the-project-secret-not-the-project",
+        &user_claims(demo::ALICE),
+    );
+    let forged_anon = hs256_with(
+        "not-the-project-secret-not-the-project",
+        &json!({"role": "anon"}),
+    );
 
-    let cases: Vec<(&str, Vec<(&str, String)>, &str, &str)> = vec![
-        ("no credentials", vec![], "PGRST302", "No API key found in request"),
-        ("unknown apikey", vec![("apikey", forged_anon)], "PGRST301", "Invalid API key"),
-        ("garbage token", vec![("apikey", stack.anon_key.clone()), ("authorization", "Bearer garbage".into())], "PGRST301", "Expected 3 parts in JWT; got 1"),
-        ("wrong signature", vec![("apikey", stack.anon_key.clone()), ("authorization", format!("Bearer {wrong_secret}"))], "PGRST301", "JWT cryptographic operation failed"),
-        ("expired", vec![("apikey", stack.anon_key.clone()), ("authorization", format!("Bearer {}", alice(expired)))], "PGRST303", "JWT expired"),
-        ("wrong audience", vec![("apikey", stack.anon_key.clone()), ("authorization", format!("Bearer {}", alice(other_audience)))], "PGRST303", "JWT not in audience"),
-        ("basic auth", vec![("apikey", stack.anon_key.clone()), ("authorization", "Basic YTpi".into())], "PGRST301", "Authorization header is not a Bearer token"),
+    // (what, request headers, expected code, expected message)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no credentials",
+            vec![],
+            "PGRST302",
+            "No API key found in request",
+        ),
+        (
+            "unknown apikey",
+            vec![("apikey", forged_anon)],
+            "PGRST301",
+            "Invalid API key",
+        ),
+        (
+            "garbage token",
+            vec![
+                ("apikey", stack.anon_key.clone()),
+                ("authorization", "Bearer garbage".into()),
+            ],
+            "PGRST301",
+            "Expected 3 parts in JWT; got 1",
+        ),
+        (
+            "wrong signature",
+            vec![
+                ("apikey", stack.anon_key.clone()),
+                ("authorization", format!("Bearer {wrong_secret}")),
+            ],
+            "PGRST301",
+            "JWT cryptographic operation failed",
+        ),
+        (
+            "expired",
+            vec![
+                ("apikey", stack.anon_key.clone()),
+                ("authorization", format!("Bearer {}", alice(expired))),
+            ],
+            "PGRST303",
+            "JWT expired",
+        ),
+        (
+            "wrong audience",
+            vec![
+                ("apikey", stack.anon_key.clone()),
+                ("authorization", format!("Bearer {}", alice(other_audience))),
+            ],
+            "PGRST303",
+            "JWT not in audience",
+        ),
+        (
+            "basic auth",
+            vec![
+                ("apikey", stack.anon_key.clone()),
+                ("authorization", "Basic YTpi".into()),
+            ],
+            "PGRST301",
+            "Authorization header is not a Bearer token",
+        ),
     ];
     for (what, headers, code, message) in cases {
         let mut request = client().get(&url);
@@ -64,15 +128,27 @@ async fn bad_credentials_are_refused_before_any_upstream_call() {
         }
         let response = request.send().await.unwrap();
         assert!(
-            response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer error=\"invalid_token\""),
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer error=\"invalid_token\""),
             "{what}"
         );
         let body = error_body(response, StatusCode::UNAUTHORIZED).await;
-        assert_eq!((body["code"].as_str(), body["message"].as_str()), (Some(code), Some(message)), "{what}: {body}");
+        assert_eq!(
+            (body["code"].as_str(), body["message"].as_str()),
+            (Some(code), Some(message)),
+            "{what}: {body}"
+        );
     }
 
     // The same BFF lets a valid key through to the (dead) upstream: the refusals above were its own.
-    let response = client().get(&url).header("apikey", &stack.anon_key).send().await.unwrap();
+    let response = client()
+        .get(&url)
+        .header("apikey", &stack.anon_key)
+        .send()
+        .await
+        .unwrap();
     let body = error_body(response, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["message"], "PostgREST is unreachable");
 }
@@ -83,13 +159,30 @@ async fn es256_tokens_are_verified_against_the_jwks() {
     let jwks = repo_path("supabase/testdata/jwks.json");
     let bff = bff_with_dead_upstream(&[("JWT_JWKS_FILE", Some(jwks.to_str().unwrap()))]);
     let url = format!("{}/rest/v1/tasks", bff.url);
-    let send = |token: String| client().get(&url).header("apikey", &stack.anon_key).bearer_auth(token).send();
+    let send = |token: String| {
+        client()
+            .get(&url)
+            .header("apikey", &stack.anon_key)
+            .bearer_auth(token)
+            .send()
+    };
 
-    let known = send(es256("dana-test-es256", &user_claims(demo::ALICE))).await.unwrap();
-    assert_eq!(known.status(), StatusCode::SERVICE_UNAVAILABLE, "a JWKS-signed token passes the BFF");
-    let unknown = send(es256("some-other-key", &user_claims(demo::ALICE))).await.unwrap();
+    let known = send(es256("dana-test-es256", &user_claims(demo::ALICE)))
+        .await
+        .unwrap();
+    assert_eq!(
+        known.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a JWKS-signed token passes the BFF"
+    );
+    let unknown = send(es256("some-other-key", &user_claims(demo::ALICE)))
+        .await
+        .unwrap();
     let body = error_body(unknown, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(body["message"], "JWT key id \"some-other-key\" is not in the project's JWKS");
+    assert_eq!(
+        body["message"],
+        "JWT key id \"some-other-key\" is not in the project's JWKS"
+    );
     // The legacy HS256 secret keeps working beside the JWKS.
     let legacy = send(hs256(&user_claims(demo::ALICE))).await.unwrap();
     assert_eq!(legacy.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -101,14 +194,32 @@ async fn postgrest_outage_is_a_503_naming_it_and_the_bff_recovers() {
     let (port, admin_port) = (free_port(), free_port());
     let bff = BffProcess::start(&[
         ("POSTGREST_URL", Some(&format!("http://127.0.0.1:{port}"))),
-        ("POSTGREST_ADMIN_URL", Some(&format!("http://127.0.0.1:{admin_port}"))),
+        (
+            "POSTGREST_ADMIN_URL",
+            Some(&format!("http://127.0.0.1:{admin_port}")),
+        ),
     ]);
-    let tiers = || client().get(format!("{}/rest/v1/subscription_tiers?select=slug", bff.url)).header("apikey", &stack.anon_key).send();
+    let tiers = || {
+        client()
+            .get(format!(
+                "{}/rest/v1/subscription_tiers?select=slug",
+                bff.url
+            ))
+            .header("apikey", &stack.anon_key)
+            .send()
+    };
 
     let body = error_body(tiers().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["code"], "BFF503");
-    assert!(body["details"].as_str().unwrap().contains("refused"), "{body}");
-    let ready = client().get(format!("{}/readyz", bff.url)).send().await.unwrap();
+    assert!(
+        body["details"].as_str().unwrap().contains("refused"),
+        "{body}"
+    );
+    let ready = client()
+        .get(format!("{}/readyz", bff.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["not_ready"], json!(["postgrest"]), "{ready}");
@@ -136,7 +247,11 @@ async fn postgrest_outage_is_a_503_naming_it_and_the_bff_recovers() {
 /// a slow upstream made of the real parts.
 async fn lock_table(table: &str) -> tokio_postgres::Client {
     let db = connect().await;
-    db.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
+    db.batch_execute(&format!(
+        "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
     db
 }
 
@@ -156,7 +271,12 @@ async fn a_slow_upstream_gets_a_504() {
     assert_eq!(body["code"], "BFF504");
     assert!(started.elapsed() < Duration::from_secs(10));
     db.batch_execute("ROLLBACK").await.unwrap();
-    let after = client().get(format!("{}/rest/v1/tools?select=slug", bff.url)).header("apikey", &stack.anon_key).send().await.unwrap();
+    let after = client()
+        .get(format!("{}/rest/v1/tools?select=slug", bff.url))
+        .header("apikey", &stack.anon_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), StatusCode::OK);
 }
 
@@ -175,15 +295,24 @@ async fn shutdown_lets_in_flight_requests_finish() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     bff.terminate();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(bff.wait_exit(Duration::ZERO).is_none(), "the BFF waits for the in-flight request");
     assert!(
-        client().get(format!("{}/healthz", bff.url)).send().await.is_err(),
+        bff.wait_exit(Duration::ZERO).is_none(),
+        "the BFF waits for the in-flight request"
+    );
+    assert!(
+        client()
+            .get(format!("{}/healthz", bff.url))
+            .send()
+            .await
+            .is_err(),
         "no new connections once shutting down"
     );
     db.batch_execute("ROLLBACK").await.unwrap();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let status = bff.wait_exit(Duration::from_secs(10)).expect("the BFF exits once drained");
+    let status = bff
+        .wait_exit(Duration::from_secs(10))
+        .expect("the BFF exits once drained");
     assert!(status.success(), "{status:?}");
 }
 
@@ -192,7 +321,13 @@ async fn bodies_over_the_limit_get_413_and_insert_nothing() {
     let stack = Stack::from_env();
     let db = connect().await;
     let count = || async {
-        db.query_one("SELECT count(*) FROM public.user_memory WHERE key = 'oversized'", &[]).await.unwrap().get::<_, i64>(0)
+        db.query_one(
+            "SELECT count(*) FROM public.user_memory WHERE key = 'oversized'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
     };
     let oversized = json!({"key": "oversized", "value": "x".repeat(11 * 1024 * 1024)}).to_string();
     let url = format!("{}/rest/v1/user_memory", stack.api_url);
@@ -211,14 +346,19 @@ async fn bodies_over_the_limit_get_413_and_insert_nothing() {
     assert_eq!(body["code"], "BFF413");
 
     // Chunked, no length: refused once the stream passes the limit.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        oversized.into_bytes().chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = oversized
+        .into_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
     let response = client()
         .post(&url)
         .header("apikey", &stack.anon_key)
         .bearer_auth(&stack.alice_jwt)
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -231,7 +371,9 @@ async fn bodies_over_the_limit_get_413_and_insert_nothing() {
 async fn a_large_request_body_under_the_limit_streams_through() {
     let stack = Stack::from_env();
     let db = connect().await;
-    db.execute("DELETE FROM public.user_memory WHERE key = 'nine-mib'", &[]).await.unwrap();
+    db.execute("DELETE FROM public.user_memory WHERE key = 'nine-mib'", &[])
+        .await
+        .unwrap();
     let value = "y".repeat(9 * 1024 * 1024);
     let response = client()
         .post(format!("{}/rest/v1/user_memory", stack.api_url))
@@ -242,14 +384,21 @@ async fn a_large_request_body_under_the_limit_streams_through() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "{:?}", response.text().await);
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "{:?}",
+        response.text().await
+    );
     let stored: i32 = db
         .query_one("SELECT length(value #>> '{}') FROM public.user_memory WHERE key = 'nine-mib' AND user_id = $1::text::uuid", &[&demo::ALICE])
         .await
         .unwrap()
         .get(0);
     assert_eq!(stored, 9 * 1024 * 1024);
-    db.execute("DELETE FROM public.user_memory WHERE key = 'nine-mib'", &[]).await.unwrap();
+    db.execute("DELETE FROM public.user_memory WHERE key = 'nine-mib'", &[])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -271,7 +420,10 @@ async fn a_200_mb_response_streams_with_bounded_bff_memory() {
     let bff = BffProcess::start(&[]);
     let before = bff.peak_rss_kib();
     let mut response = client()
-        .get(format!("{}/rest/v1/documents?select=content&title=eq.stream-test", bff.url))
+        .get(format!(
+            "{}/rest/v1/documents?select=content&title=eq.stream-test",
+            bff.url
+        ))
         .header("apikey", &stack.anon_key)
         .bearer_auth(&stack.alice_jwt)
         .send()
@@ -284,10 +436,21 @@ async fn a_200_mb_response_streams_with_bounded_bff_memory() {
     }
     let peak = bff.peak_rss_kib();
     db.execute(cleanup, &[]).await.unwrap();
-    assert!(bytes >= 200 * 1024 * 1024, "only {bytes} bytes came through");
-    eprintln!("streamed {} MiB; BFF peak RSS {} KiB before, {} KiB after", bytes >> 20, before, peak);
+    assert!(
+        bytes >= 200 * 1024 * 1024,
+        "only {bytes} bytes came through"
+    );
+    eprintln!(
+        "streamed {} MiB; BFF peak RSS {} KiB before, {} KiB after",
+        bytes >> 20,
+        before,
+        peak
+    );
     // Buffering the body would need at least its 220 MiB; streaming stays near the idle size.
-    assert!(peak < 64 * 1024, "BFF peak RSS {peak} KiB while streaming {bytes} bytes");
+    assert!(
+        peak < 64 * 1024,
+        "BFF peak RSS {peak} KiB while streaming {bytes} bytes"
+    );
 }
 
 #[tokio::test]
@@ -299,18 +462,33 @@ async fn cors_answers_listed_origins_only_and_exposes_range_headers() {
             .request(Method::OPTIONS, &url)
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization,apikey,content-type,prefer,x-client-info")
+            .header(
+                "access-control-request-headers",
+                "authorization,apikey,content-type,prefer,x-client-info",
+            )
             .send()
     };
     let allowed = preflight("http://localhost:3000").await.unwrap();
     assert!(allowed.status().is_success());
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "http://localhost:3000");
-    let allow_headers = allowed.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let allow_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     for h in ["authorization", "apikey", "prefer", "x-client-info"] {
-        assert!(allow_headers.contains(h), "{h} not allowed: {allow_headers}");
+        assert!(
+            allow_headers.contains(h),
+            "{h} not allowed: {allow_headers}"
+        );
     }
     let refused = preflight("https://evil.example").await.unwrap();
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 
     let actual = client()
         .get(format!("{url}?select=slug"))
@@ -320,16 +498,31 @@ async fn cors_answers_listed_origins_only_and_exposes_range_headers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(actual.headers()["access-control-allow-origin"], "http://localhost:3000");
-    let exposed = actual.headers()["access-control-expose-headers"].to_str().unwrap();
-    assert!(exposed.contains("content-range") && exposed.contains("range-unit"), "{exposed}");
-    assert!(actual.headers()["content-range"].to_str().unwrap().contains('/'));
+    assert_eq!(
+        actual.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let exposed = actual.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("content-range") && exposed.contains("range-unit"),
+        "{exposed}"
+    );
+    assert!(actual.headers()["content-range"]
+        .to_str()
+        .unwrap()
+        .contains('/'));
 }
 
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let stack = Stack::from_env();
-    let minted = client().get(format!("{}/healthz", stack.api_url)).send().await.unwrap();
+    let minted = client()
+        .get(format!("{}/healthz", stack.api_url))
+        .send()
+        .await
+        .unwrap();
     let id = minted.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     let given = client()
@@ -338,7 +531,11 @@ async fn every_response_carries_a_request_id() {
         .send()
         .await
         .unwrap();
-    assert_eq!(given.headers()["x-request-id"], "trace-me-123", "an incoming id is kept, errors included");
+    assert_eq!(
+        given.headers()["x-request-id"],
+        "trace-me-123",
+        "an incoming id is kept, errors included"
+    );
 }
 
 #[tokio::test]
@@ -346,11 +543,27 @@ async fn metrics_count_requests_and_upstream_errors() {
     let stack = Stack::from_env();
     let bff = bff_with_dead_upstream(&[]);
     for _ in 0..2 {
-        let r = client().get(format!("{}/rest/v1/tasks", bff.url)).header("apikey", &stack.anon_key).send().await.unwrap();
+        let r = client()
+            .get(format!("{}/rest/v1/tasks", bff.url))
+            .header("apikey", &stack.anon_key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
-    client().get(format!("{}/rest/v1/tasks", bff.url)).send().await.unwrap();
-    let text = client().get(format!("{}/metrics", bff.url)).send().await.unwrap().text().await.unwrap();
+    client()
+        .get(format!("{}/rest/v1/tasks", bff.url))
+        .send()
+        .await
+        .unwrap();
+    let text = client()
+        .get(format!("{}/metrics", bff.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
         r#"dana_bff_http_requests_total{route="rest",method="GET",status="503"} 2"#,
         r#"dana_bff_http_requests_total{route="rest",method="GET",status="401"} 1"#,
@@ -364,29 +577,56 @@ async fn metrics_count_requests_and_upstream_errors() {
 #[tokio::test]
 async fn health_and_readiness_of_the_stack_bff() {
     let stack = Stack::from_env();
-    let health = client().get(format!("{}/healthz", stack.api_url)).send().await.unwrap();
+    let health = client()
+        .get(format!("{}/healthz", stack.api_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = client().get(format!("{}/readyz", stack.api_url)).send().await.unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", stack.api_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
-    assert_eq!(ready["checks"], json!({"postgrest": "ok", "postgresql": "ok"}));
+    assert_eq!(
+        ready["checks"],
+        json!({"postgrest": "ok", "postgresql": "ok"})
+    );
 }
 
 #[tokio::test]
 async fn readiness_names_an_unreachable_database() {
     let port = free_port();
-    let bff = BffProcess::start(&[("DB_URL", Some(&format!("postgresql://postgres:postgres@127.0.0.1:{port}/postgres")))]);
-    let ready = client().get(format!("{}/readyz", bff.url)).send().await.unwrap();
+    let bff = BffProcess::start(&[(
+        "DB_URL",
+        Some(&format!(
+            "postgresql://postgres:postgres@127.0.0.1:{port}/postgres"
+        )),
+    )]);
+    let ready = client()
+        .get(format!("{}/readyz", bff.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["not_ready"], json!(["postgresql"]), "{ready}");
-    assert!(ready["checks"]["postgresql"].as_str().unwrap().starts_with("PostgreSQL is unreachable"));
+    assert!(ready["checks"]["postgresql"]
+        .as_str()
+        .unwrap()
+        .starts_with("PostgreSQL is unreachable"));
 }
 
 #[tokio::test]
 async fn unknown_paths_get_a_json_404() {
     let stack = Stack::from_env();
-    let response = client().get(format!("{}/rest/v2/tasks", stack.api_url)).send().await.unwrap();
+    let response = client()
+        .get(format!("{}/rest/v2/tasks", stack.api_url))
+        .send()
+        .await
+        .unwrap();
     let body = error_body(response, StatusCode::NOT_FOUND).await;
     assert_eq!(body["code"], "BFF404");
 }
@@ -397,6 +637,7 @@ async fn postgrest_sees_the_verified_token_but_never_the_cookie_or_apikey() {
     // where any function or policy could read them. A throwaway function shows what it received.
     let stack = Stack::from_env();
     let db = connect().await;
+    let bff = BffProcess::start(&[]);
     let function = format!("e2e_seen_headers_{}", std::process::id());
     db.batch_execute(&format!(
         "CREATE FUNCTION public.{function}() RETURNS json LANGUAGE sql STABLE AS $$
@@ -410,7 +651,7 @@ async fn postgrest_sees_the_verified_token_but_never_the_cookie_or_apikey() {
     .unwrap();
     let call = || {
         client()
-            .post(format!("{}/rest/v1/rpc/{function}", stack.api_url))
+            .post(format!("{}/rest/v1/rpc/{function}", bff.url))
             .header("apikey", &stack.anon_key)
             .bearer_auth(&stack.alice_jwt)
             .header("cookie", "dana_session=very-secret")
@@ -429,14 +670,34 @@ async fn postgrest_sees_the_verified_token_but_never_the_cookie_or_apikey() {
     };
     let status = response.status();
     let seen: Value = response.json().await.unwrap();
-    db.batch_execute(&format!("DROP FUNCTION public.{function}(); NOTIFY pgrst, 'reload schema';")).await.unwrap();
+    db.batch_execute(&format!(
+        "DROP FUNCTION public.{function}(); NOTIFY pgrst, 'reload schema';"
+    ))
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::OK, "{seen}");
-    assert_eq!(seen["sub"], demo::ALICE, "the user's own token reached the database");
-    assert!(seen["cookies"].is_null() || seen["cookies"] == "{}" || seen["cookies"] == "", "{seen}");
+    assert_eq!(
+        seen["sub"],
+        demo::ALICE,
+        "the user's own token reached the database"
+    );
+    assert!(
+        seen["cookies"].is_null() || seen["cookies"] == "{}" || seen["cookies"] == "",
+        "{seen}"
+    );
     let headers = &seen["headers"];
-    assert!(headers.get("cookie").is_none() && headers.get("apikey").is_none(), "{headers}");
-    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "the BFF, not the client, names the peer");
-    assert_eq!(headers["x-request-id"], "seen-by-postgrest", "request ids reach PostgREST's logs");
+    assert!(
+        headers.get("cookie").is_none() && headers.get("apikey").is_none(),
+        "{headers}"
+    );
+    assert_eq!(
+        headers["x-forwarded-for"], "127.0.0.1",
+        "the BFF, not the client, names the peer"
+    );
+    assert_eq!(
+        headers["x-request-id"], "seen-by-postgrest",
+        "request ids reach PostgREST's logs"
+    );
 }
 
 #[tokio::test]
@@ -449,7 +710,14 @@ async fn missing_settings_are_named_at_start_up() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for name in ["POSTGREST_URL", "DB_URL", "ANON_KEY", "SERVICE_ROLE_KEY", "JWT_SECRET", "BFF_MAX_BODY_BYTES=\"lots\""] {
+    for name in [
+        "POSTGREST_URL",
+        "DB_URL",
+        "ANON_KEY",
+        "SERVICE_ROLE_KEY",
+        "JWT_SECRET",
+        "BFF_MAX_BODY_BYTES=\"lots\"",
+    ] {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
 }

@@ -14,7 +14,8 @@ pub fn healthz() -> Response<Body> {
 }
 
 pub async fn readyz(app: &App) -> Response<Body> {
-    let (postgrest, postgresql) = tokio::join!(app.upstream.ready(CHECK_TIMEOUT), postgresql_ready(app));
+    let (postgrest, postgresql) =
+        tokio::join!(app.upstream.ready(CHECK_TIMEOUT), postgresql_ready(app));
     let describe = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(why) => why.clone(),
@@ -30,7 +31,11 @@ pub async fn readyz(app: &App) -> Response<Body> {
         "not_ready": not_ready,
         "checks": {"postgrest": describe(&postgrest), "postgresql": describe(&postgresql)},
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     json_response(status, &body)
 }
 
@@ -38,24 +43,39 @@ pub async fn readyz(app: &App) -> Response<Body> {
 /// which a pooled connection would not.
 async fn postgresql_ready(app: &App) -> Result<(), String> {
     let check = async {
-        let (client, connection) = tokio_postgres::connect(&app.settings.supabase.db_url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("PostgreSQL is unreachable: {e}"))?;
+        let (client, connection) =
+            tokio_postgres::connect(&app.settings.supabase.db_url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("PostgreSQL is unreachable: {e}"))?;
         let connection = tokio::spawn(connection);
-        let result = client.simple_query("SELECT 1").await.map(|_| ()).map_err(|e| format!("PostgreSQL: {e}"));
+        let result = client
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("PostgreSQL: {e}"));
         drop(client);
         let _ = connection.await;
         result
     };
     tokio::time::timeout(CHECK_TIMEOUT, check)
         .await
-        .unwrap_or_else(|_| Err(format!("PostgreSQL did not answer within {} s", CHECK_TIMEOUT.as_secs())))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "PostgreSQL did not answer within {} s",
+                CHECK_TIMEOUT.as_secs()
+            ))
+        })
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(json(value));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -6,7 +6,8 @@ use http::{header, HeaderValue, Response};
 
 pub fn render(metrics: &Metrics) -> Response<Body> {
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &metrics.registry).expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
+        .expect("writing to a String cannot fail");
     let mut response = Response::new(full(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -51,7 +51,11 @@ impl Upstream {
         let supabase = &settings.supabase;
         Self {
             client,
-            base: supabase.postgrest_url.as_str().trim_end_matches('/').to_owned(),
+            base: supabase
+                .postgrest_url
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
             admin_ready: supabase
                 .postgrest_admin_url
                 .as_ref()
@@ -67,7 +71,10 @@ impl Upstream {
             Some(q) => format!("{}{path}?{q}", self.base),
             None => format!("{}{path}", self.base),
         };
-        uri.parse().map_err(|e| ApiError::UpstreamFailed { upstream: UPSTREAM, details: format!("bad URI: {e}") })
+        uri.parse().map_err(|e| ApiError::UpstreamFailed {
+            upstream: UPSTREAM,
+            details: format!("bad URI: {e}"),
+        })
     }
 
     /// PostgREST's readiness: its admin `/ready` when configured (it also checks PostgREST's own
@@ -83,10 +90,19 @@ impl Upstream {
             .body(crate::body::full(""))
             .map_err(|e| e.to_string())?;
         match tokio::time::timeout(within, self.client.request(request)).await {
-            Err(_) => Err(format!("PostgREST did not answer within {} s ({uri})", within.as_secs())),
-            Ok(Err(e)) => Err(format!("PostgREST is unreachable ({uri}): {}", root_cause(&e))),
+            Err(_) => Err(format!(
+                "PostgREST did not answer within {} s ({uri})",
+                within.as_secs()
+            )),
+            Ok(Err(e)) => Err(format!(
+                "PostgREST is unreachable ({uri}): {}",
+                root_cause(&e)
+            )),
             Ok(Ok(response)) if response.status().is_success() => Ok(()),
-            Ok(Ok(response)) => Err(format!("PostgREST is not ready ({uri}): HTTP {}", response.status())),
+            Ok(Ok(response)) => Err(format!(
+                "PostgREST is not ready ({uri}): HTTP {}",
+                response.status()
+            )),
         }
     }
 }
@@ -97,15 +113,22 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
     tracing::debug!(role = %caller.claims.role, user = caller.claims.user_id(), "forwarding to PostgREST");
     let upstream = &app.upstream;
     if declared_length(request.headers()).is_some_and(|len| len > upstream.max_body_bytes) {
-        return Err(ApiError::BodyTooLarge { limit: upstream.max_body_bytes });
+        return Err(ApiError::BodyTooLarge {
+            limit: upstream.max_body_bytes,
+        });
     }
 
     let (parts, body) = request.into_parts();
-    let rest_path = parts.uri.path().strip_prefix("/rest/v1").unwrap_or_default();
+    let rest_path = parts
+        .uri
+        .path()
+        .strip_prefix("/rest/v1")
+        .unwrap_or_default();
     let uri = upstream.uri(rest_path, parts.uri.query())?;
     let mut headers = parts.headers;
     strip_request_headers(&mut headers);
-    let authorization = HeaderValue::from_str(&format!("Bearer {}", caller.token)).map_err(|_| ApiError::NotBearer)?;
+    let authorization = HeaderValue::from_str(&format!("Bearer {}", caller.token))
+        .map_err(|_| ApiError::NotBearer)?;
     headers.insert(header::AUTHORIZATION, authorization);
     if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
         if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
@@ -120,21 +143,35 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
     *upstream_request.uri_mut() = uri;
     *upstream_request.headers_mut() = headers;
 
-    let response = match tokio::time::timeout(upstream.timeout, upstream.client.request(upstream_request)).await {
-        Err(_) => {
-            app.metrics.upstream_error("postgrest", "timeout");
-            return Err(ApiError::UpstreamTimeout { upstream: UPSTREAM, seconds: upstream.timeout.as_secs_f64() });
-        }
-        Ok(Err(error)) => return Err(classify(app, error, upstream.max_body_bytes)),
-        Ok(Ok(response)) => response,
-    };
+    let response =
+        match tokio::time::timeout(upstream.timeout, upstream.client.request(upstream_request))
+            .await
+        {
+            Err(_) => {
+                app.metrics.upstream_error("postgrest", "timeout");
+                return Err(ApiError::UpstreamTimeout {
+                    upstream: UPSTREAM,
+                    seconds: upstream.timeout.as_secs_f64(),
+                });
+            }
+            Ok(Err(error)) => return Err(classify(app, error, upstream.max_body_bytes)),
+            Ok(Ok(response)) => response,
+        };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed()))
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(BoxError::from).boxed(),
+    ))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn classify(app: &App, error: hyper_util::client::legacy::Error, limit: u64) -> ApiError {
@@ -143,10 +180,16 @@ fn classify(app: &App, error: hyper_util::client::legacy::Error, limit: u64) -> 
     }
     if error.is_connect() {
         app.metrics.upstream_error("postgrest", "connect");
-        return ApiError::UpstreamDown { upstream: UPSTREAM, details: root_cause(&error) };
+        return ApiError::UpstreamDown {
+            upstream: UPSTREAM,
+            details: root_cause(&error),
+        };
     }
     app.metrics.upstream_error("postgrest", "other");
-    ApiError::UpstreamFailed { upstream: UPSTREAM, details: root_cause(&error) }
+    ApiError::UpstreamFailed {
+        upstream: UPSTREAM,
+        details: root_cause(&error),
+    }
 }
 
 fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -207,7 +250,13 @@ fn strip_request_headers(headers: &mut HeaderMap) {
     headers.remove(header::HOST);
     headers.remove(header::EXPECT);
     // Only the BFF may say who the peer is.
-    for name in ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"] {
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "forwarded",
+        "x-real-ip",
+    ] {
         headers.remove(name);
     }
 }
@@ -217,7 +266,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
     }
 
     #[test]
