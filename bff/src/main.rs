@@ -38,12 +38,12 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve => serve().await,
+        Command::Serve => serve(),
         Command::Migrate { db_url, dir } => {
-            let applied = migrate::run(&db_url, &dir).await?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let applied = runtime.block_on(migrate::run(&db_url, &dir))?;
             if applied.is_empty() {
                 println!("migrations: database is up to date");
             }
@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve() -> anyhow::Result<()> {
+fn serve() -> anyhow::Result<()> {
     let settings = match settings::BffSettings::from_env() {
         Ok(settings) => settings,
         Err(problems) => {
@@ -63,17 +63,22 @@ async fn serve() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    telemetry::init_logs(settings.log_format);
-    let listen = settings.listen;
-    let app = app::App::new(settings).context("setting up token verification")?;
-    let keys = app.verifier.preload().await.context("loading the JWKS")?;
-    if keys > 0 {
-        tracing::info!(keys, "loaded JWKS signing keys");
-    }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(%listen, postgrest = %app.settings.supabase.postgrest_url, "dana-bff serving");
-    server::serve(Arc::new(app), listener, server::shutdown_signal()).await?;
-    Ok(())
+    let _log_writer = telemetry::init_logs(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.worker_threads)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listen = settings.listen;
+        let workers = settings.worker_threads;
+        let app = app::App::new(settings).context("setting up token verification")?;
+        let keys = app.verifier.preload().await.context("loading the JWKS")?;
+        if keys > 0 {
+            tracing::info!(keys, "loaded JWKS signing keys");
+        }
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        tracing::info!(%listen, workers, postgrest = %app.settings.supabase.postgrest_url, "dana-bff serving");
+        server::serve(Arc::new(app), listener, server::shutdown_signal()).await?;
+        Ok(())
+    })
 }

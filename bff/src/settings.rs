@@ -27,6 +27,8 @@ pub struct BffSettings {
     pub shutdown_grace: Duration,
     /// `BFF_LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// `BFF_WORKER_THREADS`: request-handling threads (default: one per CPU core).
+    pub worker_threads: usize,
 }
 
 impl BffSettings {
@@ -71,6 +73,11 @@ impl BffSettings {
                 LogFormat::Text
             }
         };
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let worker_threads = env.parsed("BFF_WORKER_THREADS", cores, "a number of threads");
+        if worker_threads == 0 {
+            env.problem("BFF_WORKER_THREADS must be at least 1");
+        }
         if upstream_timeout.is_zero() {
             env.problem("BFF_UPSTREAM_TIMEOUT_SECS must be above 0");
         }
@@ -82,6 +89,7 @@ impl BffSettings {
             upstream_timeout,
             shutdown_grace,
             log_format,
+            worker_threads,
         });
         env.finish(settings)
             .map(|s| s.expect("settings are complete when no problem was found"))

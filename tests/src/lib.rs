@@ -1,16 +1,43 @@
-//! Helpers shared by the end-to-end tests. They run against the local stack that
-//! `scripts/dev test` brings up, configured by the variables `scripts/dev env` prints.
+//! Helpers shared by the end-to-end tests. They run against the local stack, configured by the
+//! variables `scripts/dev env` prints: taken from the environment when `scripts/dev test` (or
+//! `set -a; eval "$(scripts/dev env)"`) set them, otherwise the harness runs `scripts/dev up`
+//! once itself — so a bare `cargo test` works too.
 
 pub mod processes;
 pub mod tokens;
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
 use tokio_postgres::{Client, NoTls};
 
-/// A setting from the environment, with a message that says how to get it.
-pub fn setting(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with `scripts/dev test` (or `set -a; eval \"$(scripts/dev env)\"`)")
+/// The stack's settings (`scripts/dev env`), starting the stack when none are in the environment.
+pub fn stack_env() -> &'static HashMap<String, String> {
+    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        if std::env::var_os("API_URL").is_some() {
+            return std::env::vars().collect();
+        }
+        let dev = repo_path("scripts/dev");
+        let up = std::process::Command::new(&dev)
+            .arg("up")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("scripts/dev runs");
+        assert!(up.success(), "`scripts/dev up` failed");
+        let env = std::process::Command::new(&dev).arg("env").output().expect("scripts/dev env runs");
+        assert!(env.status.success(), "`scripts/dev env` failed");
+        String::from_utf8(env.stdout)
+            .expect("UTF-8 settings")
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     })
+}
+
+/// One of the stack's settings.
+pub fn setting(name: &str) -> String {
+    stack_env().get(name).cloned().unwrap_or_else(|| panic!("{name} is not among `scripts/dev env`'s settings"))
 }
 
 /// A path inside the repository.

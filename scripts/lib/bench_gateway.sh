@@ -1,0 +1,117 @@
+# shellcheck shell=bash
+# Gateway benchmark, sourced by scripts/bench: a small `select` as a signed-in user, loaded with
+# wrk, straight to PostgREST, through dana-bff, and through nginx proxy_pass (Debian's
+# nginx-light) to the same PostgREST. Rounds are interleaved so drift weighs on all three alike;
+# each figure is the median of ROUNDS rounds.
+#   latency:    1 connection, so p50/p99 show what a hop adds to one request
+#   throughput: CONNECTIONS connections (default 32), requests per second
+# wrk, the BFF, PostgREST and PostgreSQL share the machine's cores; read the figures as relative.
+
+NGINX_PORT=${DANA_NGINX_BENCH_PORT:-54340}
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-32}
+BENCH_PATH="/subscription_tiers?select=slug,name,price_cents&is_active=eq.true&order=sort_order"
+
+ensure_bench_tools() {
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# nginx as a plain reverse proxy with upstream keep-alive, as one would deploy it.
+start_bench_nginx() {
+  local dir=$STATE/nginx-bench
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log $dir/access.log;
+  upstream postgrest { server 127.0.0.1:$POSTGREST_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location /rest/v1/ {
+      proxy_pass http://postgrest/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Cookie "";
+    }
+  }
+}
+CONF
+  nginx -c "$dir/nginx.conf" -p "$dir"
+  wait_http "http://127.0.0.1:$NGINX_PORT/rest/v1/" nginx
+}
+
+stop_bench_nginx() {
+  local pid=$STATE/nginx-bench/nginx.pid
+  [[ -s "$pid" ]] && kill "$(cat "$pid")" 2>/dev/null || true
+}
+
+# wrk's figures in milliseconds / requests per second: "p50 p99 rps".
+wrk_run() { # url, connections
+  local threads=$(($2 < 2 ? 1 : 2))
+  wrk -t"$threads" -c"$2" -d"${BENCH_SECONDS}s" --latency \
+    -H "apikey: $ANON_KEY" -H "Authorization: Bearer $ALICE_JWT" "$1" |
+    awk '
+      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+      $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } $1 == "Requests/sec:" { rps = $2 }
+      / Non-2xx or 3xx responses/ { bad = $NF }
+      END { if (bad) { print "wrk: " bad " error responses" > "/dev/stderr"; exit 1 }; printf "%.3f %.3f %.0f\n", p50, p99, rps }'
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+gateway_bench() {
+  ensure_bench_tools
+  start_bench_nginx
+  trap stop_bench_nginx EXIT
+  local -A url=(
+    [direct]="http://127.0.0.1:$POSTGREST_PORT$BENCH_PATH"
+    [bff]="http://127.0.0.1:$API_PORT/rest/v1$BENCH_PATH"
+    [nginx]="http://127.0.0.1:$NGINX_PORT/rest/v1$BENCH_PATH"
+  )
+  local targets=(direct bff nginx) out=$STATE/gateway-bench
+  rm -rf "$out" && mkdir -p "$out"
+  for target in "${targets[@]}"; do # warm-up: pools, caches
+    BENCH_SECONDS=2 wrk_run "${url[$target]}" "$CONNECTIONS" >/dev/null
+  done
+  for round in $(seq "$ROUNDS"); do
+    log "gateway benchmark round $round/$ROUNDS"
+    for target in "${targets[@]}"; do
+      wrk_run "${url[$target]}" 1 >>"$out/$target.latency"
+      wrk_run "${url[$target]}" "$CONNECTIONS" >>"$out/$target.load"
+    done
+  done
+  local bff_rss
+  bff_rss=$(awk '/VmHWM/ { print $2 }' "/proc/$(cat "$RUN/bff.pid")/status" 2>/dev/null || echo "?")
+  col() { awk "{ print \$$2 }" "$out/$1" | median; }
+  local direct_p50 direct_rps
+  direct_p50=$(col direct.latency 1)
+  direct_rps=$(col direct.load 3)
+  cat <<TABLE
+
+GET $BENCH_PATH as a signed-in user; median of $ROUNDS rounds of ${BENCH_SECONDS}s each.
+
+| path | p50, 1 conn (ms) | p99, 1 conn (ms) | added p50 (ms) | p50, $CONNECTIONS conns (ms) | p99, $CONNECTIONS conns (ms) | req/s, $CONNECTIONS conns | vs direct |
+|---|---|---|---|---|---|---|---|
+TABLE
+  for target in "${targets[@]}"; do
+    local p50 rps
+    p50=$(col "$target.latency" 1)
+    rps=$(col "$target.load" 3)
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$target" "$p50" "$(col "$target.latency" 2)" \
+      "$(awk "BEGIN { printf \"%+.3f\", $p50 - $direct_p50 }")" "$(col "$target.load" 1)" "$(col "$target.load" 2)" \
+      "$rps" "$(awk "BEGIN { printf \"%.0f %%\", 100 * $rps / $direct_rps }")"
+  done
+  echo
+  echo "dana-bff peak RSS during the run: ${bff_rss} KiB"
+}
