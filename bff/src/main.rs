@@ -42,7 +42,9 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve => serve(),
         Command::Migrate { db_url, dir } => {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let applied = runtime.block_on(migrate::run(&db_url, &dir))?;
             if applied.is_empty() {
                 println!("migrations: database is up to date");

@@ -73,7 +73,9 @@ impl BffSettings {
                 LogFormat::Text
             }
         };
-        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        let cores = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1);
         let worker_threads = env.parsed("BFF_WORKER_THREADS", cores, "a number of threads");
         if worker_threads == 0 {
             env.problem("BFF_WORKER_THREADS must be at least 1");

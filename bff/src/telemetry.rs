@@ -17,7 +17,11 @@ pub fn init_logs(format: LogFormat) -> WorkerGuard {
         .with_ansi(ansi)
         .with_writer(writer);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Text => builder.init(),
     }
     guard

@@ -8,6 +8,7 @@
 # wrk, the BFF, PostgREST and PostgreSQL share the machine's cores; read the figures as relative.
 
 NGINX_PORT=${DANA_NGINX_BENCH_PORT:-54340}
+BFF1_PORT=${DANA_BFF1_BENCH_PORT:-54341}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -51,12 +52,41 @@ CONF
   wait_http "http://127.0.0.1:$NGINX_PORT/rest/v1/" nginx
 }
 
+# A second BFF with one worker thread: on a machine whose cores PostgREST and PostgreSQL share,
+# one worker avoids cross-thread wake-ups; the stack's BFF keeps the default (one per core).
+start_bench_bff1() {
+  # shellcheck disable=SC2046
+  env $(bff_env | xargs) BFF_LISTEN="127.0.0.1:$BFF1_PORT" BFF_WORKER_THREADS=1 \
+    "$ROOT/target/release/dana-bff" serve >>"$LOGS/bff-bench.log" 2>&1 &
+  echo $! >"$RUN/bff-bench.pid"
+  wait_http "http://127.0.0.1:$BFF1_PORT/healthz" "dana-bff (1 worker)"
+}
+
 stop_bench_nginx() {
   local pid=$STATE/nginx-bench/nginx.pid
   [[ -s "$pid" ]] && kill "$(cat "$pid")" 2>/dev/null || true
+  [[ -s "$RUN/bff-bench.pid" ]] && kill "$(cat "$RUN/bff-bench.pid")" 2>/dev/null || true
 }
 
-# wrk's figures in milliseconds / requests per second: "p50 p99 rps".
+# CPU ticks (1/100 s) used so far by a process and its children threads / worker processes.
+cpu_ticks() { # pid...
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+proxy_pids() { # target
+  case $1 in
+    bff) cat "$RUN/bff.pid" ;;
+    bff-1-worker) cat "$RUN/bff-bench.pid" ;;
+    nginx) pgrep -P "$(cat "$STATE/nginx-bench/nginx.pid")" | xargs ;;
+    direct) echo "" ;;
+  esac
+}
+
+# wrk's figures in milliseconds / requests per second: "p50 p99 rps requests".
 wrk_run() { # url, connections
   local threads=$(($2 < 2 ? 1 : 2))
   wrk -t"$threads" -c"$2" -d"${BENCH_SECONDS}s" --latency \
@@ -64,8 +94,8 @@ wrk_run() { # url, connections
     awk '
       function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
       $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } $1 == "Requests/sec:" { rps = $2 }
-      / Non-2xx or 3xx responses/ { bad = $NF }
-      END { if (bad) { print "wrk: " bad " error responses" > "/dev/stderr"; exit 1 }; printf "%.3f %.3f %.0f\n", p50, p99, rps }'
+      / requests in / { n = $1 } / Non-2xx or 3xx responses/ { bad = $NF }
+      END { if (bad) { print "wrk: " bad " error responses" > "/dev/stderr"; exit 1 }; printf "%.3f %.3f %.0f %d\n", p50, p99, rps, n }'
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -74,12 +104,14 @@ gateway_bench() {
   ensure_bench_tools
   start_bench_nginx
   trap stop_bench_nginx EXIT
+  start_bench_bff1
   local -A url=(
     [direct]="http://127.0.0.1:$POSTGREST_PORT$BENCH_PATH"
     [bff]="http://127.0.0.1:$API_PORT/rest/v1$BENCH_PATH"
+    [bff-1-worker]="http://127.0.0.1:$BFF1_PORT/rest/v1$BENCH_PATH"
     [nginx]="http://127.0.0.1:$NGINX_PORT/rest/v1$BENCH_PATH"
   )
-  local targets=(direct bff nginx) out=$STATE/gateway-bench
+  local targets=(direct bff bff-1-worker nginx) out=$STATE/gateway-bench
   rm -rf "$out" && mkdir -p "$out"
   for target in "${targets[@]}"; do # warm-up: pools, caches
     BENCH_SECONDS=2 wrk_run "${url[$target]}" "$CONNECTIONS" >/dev/null
@@ -88,7 +120,15 @@ gateway_bench() {
     log "gateway benchmark round $round/$ROUNDS"
     for target in "${targets[@]}"; do
       wrk_run "${url[$target]}" 1 >>"$out/$target.latency"
-      wrk_run "${url[$target]}" "$CONNECTIONS" >>"$out/$target.load"
+      local pids before result
+      pids=$(proxy_pids "$target")
+      # shellcheck disable=SC2086
+      before=$(cpu_ticks $pids)
+      result=$(wrk_run "${url[$target]}" "$CONNECTIONS")
+      echo "$result" >>"$out/$target.load"
+      # µs of proxy CPU per request (user + system, kernel network work included)
+      # shellcheck disable=SC2086
+      awk -v t="$(($(cpu_ticks $pids) - before))" '{ printf "%.0f\n", t * 10000 / $4 }' <<<"$result" >>"$out/$target.cpu"
     done
   done
   local bff_rss
@@ -101,16 +141,18 @@ gateway_bench() {
 
 GET $BENCH_PATH as a signed-in user; median of $ROUNDS rounds of ${BENCH_SECONDS}s each.
 
-| path | p50, 1 conn (ms) | p99, 1 conn (ms) | added p50 (ms) | p50, $CONNECTIONS conns (ms) | p99, $CONNECTIONS conns (ms) | req/s, $CONNECTIONS conns | vs direct |
-|---|---|---|---|---|---|---|---|
+| path | p50, 1 conn (ms) | p99, 1 conn (ms) | added p50 (ms) | p50, $CONNECTIONS conns (ms) | p99, $CONNECTIONS conns (ms) | req/s, $CONNECTIONS conns | vs direct | proxy CPU per request (µs) |
+|---|---|---|---|---|---|---|---|---|
 TABLE
   for target in "${targets[@]}"; do
     local p50 rps
     p50=$(col "$target.latency" 1)
     rps=$(col "$target.load" 3)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$target" "$p50" "$(col "$target.latency" 2)" \
+    local proxy_cpu="—"
+    [[ $target != direct ]] && proxy_cpu=$(col "$target.cpu" 1)
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$target" "$p50" "$(col "$target.latency" 2)" \
       "$(awk "BEGIN { printf \"%+.3f\", $p50 - $direct_p50 }")" "$(col "$target.load" 1)" "$(col "$target.load" 2)" \
-      "$rps" "$(awk "BEGIN { printf \"%.0f %%\", 100 * $rps / $direct_rps }")"
+      "$rps" "$(awk "BEGIN { printf \"%.0f %%\", 100 * $rps / $direct_rps }")" "$proxy_cpu"
   done
   echo
   echo "dana-bff peak RSS during the run: ${bff_rss} KiB"

@@ -24,7 +24,10 @@ pub fn stack_env() -> &'static HashMap<String, String> {
             .status()
             .expect("scripts/dev runs");
         assert!(up.success(), "`scripts/dev up` failed");
-        let env = std::process::Command::new(&dev).arg("env").output().expect("scripts/dev env runs");
+        let env = std::process::Command::new(&dev)
+            .arg("env")
+            .output()
+            .expect("scripts/dev env runs");
         assert!(env.status.success(), "`scripts/dev env` failed");
         String::from_utf8(env.stdout)
             .expect("UTF-8 settings")
@@ -37,7 +40,10 @@ pub fn stack_env() -> &'static HashMap<String, String> {
 
 /// One of the stack's settings.
 pub fn setting(name: &str) -> String {
-    stack_env().get(name).cloned().unwrap_or_else(|| panic!("{name} is not among `scripts/dev env`'s settings"))
+    stack_env()
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} is not among `scripts/dev env`'s settings"))
 }
 
 /// A path inside the repository.

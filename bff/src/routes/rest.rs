@@ -12,9 +12,11 @@ use crate::auth;
 use crate::body::{Body, BoxError};
 use crate::error::ApiError;
 use crate::settings::BffSettings;
+use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -159,10 +161,45 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
         };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(BoxError::from).boxed(),
-    ))
+    let body = coalesce_small_body(body).await;
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Up to this much of a response is gathered before the first byte goes out.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// PostgREST answers in chunked encoding even for a few bytes, so passing frames through one by
+/// one costs a write to the client per frame plus one for the terminator. A response that ends
+/// within [`COALESCE_LIMIT`] is gathered and sent as one body with a `Content-Length` (one
+/// write, as nginx's `proxy_buffering` does); a longer one sends what was gathered and streams
+/// the rest, so memory stays bounded by the limit per request.
+async fn coalesce_small_body(mut body: Incoming) -> Body {
+    let mut gathered = bytes::BytesMut::new();
+    let mut held_back = None;
+    while gathered.len() <= COALESCE_LIMIT {
+        match body.frame().await {
+            None => return crate::body::full(gathered.freeze()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => gathered.extend_from_slice(&data),
+                // Trailers (PostgREST sends none) end the gathering and pass on as they came.
+                Err(trailers) => {
+                    held_back = Some(Ok(Frame::trailers(
+                        trailers.into_trailers().unwrap_or_default(),
+                    )));
+                    break;
+                }
+            },
+            Some(Err(e)) => {
+                held_back = Some(Err(BoxError::from(e)));
+                break;
+            }
+        }
+    }
+    let head = futures_util::stream::iter(
+        std::iter::once(Ok(Frame::data(gathered.freeze()))).chain(held_back),
+    );
+    let rest = BodyStream::new(body.map_err(BoxError::from));
+    BodyExt::boxed(StreamBody::new(head.chain(rest)))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
