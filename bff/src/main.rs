@@ -3,6 +3,7 @@
 mod app;
 mod auth;
 mod body;
+mod body_limit;
 mod error;
 mod metrics;
 mod migrate;

@@ -10,12 +10,13 @@
 use crate::app::App;
 use crate::auth;
 use crate::body::{Body, BoxError};
+use crate::body_limit::{self, SharedBody};
 use crate::error::ApiError;
 use crate::settings::BffSettings;
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, BodyStream, Limited, StreamBody};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -115,6 +116,7 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
     tracing::debug!(role = %caller.claims.role, user = caller.claims.user_id(), "forwarding to PostgREST");
     let upstream = &app.upstream;
     if declared_length(request.headers()).is_some_and(|len| len > upstream.max_body_bytes) {
+        body_limit::drain_unshared(request.into_body()).await;
         return Err(ApiError::BodyTooLarge {
             limit: upstream.max_body_bytes,
         });
@@ -138,7 +140,8 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
         }
     }
     // A chunked body that runs past the limit fails while streaming; see `classify`.
-    let limited: Body = Limited::new(body, upstream.max_body_bytes as usize).boxed();
+    let shared = SharedBody::new(body);
+    let limited: Body = shared.limited(upstream.max_body_bytes).boxed();
 
     let mut upstream_request = Request::new(limited);
     *upstream_request.method_mut() = parts.method;
@@ -156,7 +159,13 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
                     seconds: upstream.timeout.as_secs_f64(),
                 });
             }
-            Ok(Err(error)) => return Err(classify(app, error, upstream.max_body_bytes)),
+            Ok(Err(error)) => {
+                let error = classify(app, error, upstream.max_body_bytes);
+                if matches!(error, ApiError::BodyTooLarge { .. }) {
+                    body_limit::drain(shared).await;
+                }
+                return Err(error);
+            }
             Ok(Ok(response)) => response,
         };
     let (mut parts, body) = response.into_parts();
@@ -212,7 +221,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn classify(app: &App, error: hyper_util::client::legacy::Error, limit: u64) -> ApiError {
-    if has_source::<http_body_util::LengthLimitError>(&error) {
+    if has_source::<body_limit::TooLarge>(&error) {
         return ApiError::BodyTooLarge { limit };
     }
     if error.is_connect() {
