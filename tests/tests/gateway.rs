@@ -19,6 +19,11 @@ fn client() -> Client {
         .unwrap()
 }
 
+/// A plain GET, no credentials.
+async fn get(url: impl reqwest::IntoUrl) -> reqwest::Response {
+    client().get(url).send().await.unwrap()
+}
+
 /// A BFF whose PostgREST is a port nobody listens on: any request that reaches the upstream
 /// step gets 503, so a 401 proves the BFF refused it first.
 fn bff_with_dead_upstream(extra: &[(&str, Option<&str>)]) -> BffProcess {
@@ -171,11 +176,7 @@ async fn postgrest_outage_is_a_503_naming_it_and_the_bff_recovers() {
         body["details"].as_str().unwrap().contains("refused"),
         "{body}"
     );
-    let ready = client()
-        .get(format!("{}/readyz", bff.url))
-        .send()
-        .await
-        .unwrap();
+    let ready = get(format!("{}/readyz", bff.url)).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["not_ready"], json!(["postgrest"]), "{ready}");
@@ -474,11 +475,7 @@ async fn cors_answers_listed_origins_only_and_exposes_range_headers() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let stack = Stack::from_env();
-    let minted = client()
-        .get(format!("{}/healthz", stack.api_url))
-        .send()
-        .await
-        .unwrap();
+    let minted = get(format!("{}/healthz", stack.api_url)).await;
     let id = minted.headers()["x-request-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     let given = client()
@@ -507,16 +504,9 @@ async fn metrics_count_requests_and_upstream_errors() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
-    client()
-        .get(format!("{}/rest/v1/tasks", bff.url))
-        .send()
+    get(format!("{}/rest/v1/tasks", bff.url)).await;
+    let text = get(format!("{}/metrics", bff.url))
         .await
-        .unwrap();
-    let text = client()
-        .get(format!("{}/metrics", bff.url))
-        .send()
-        .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -533,17 +523,9 @@ async fn metrics_count_requests_and_upstream_errors() {
 #[tokio::test]
 async fn health_and_readiness_of_the_stack_bff() {
     let stack = Stack::from_env();
-    let health = client()
-        .get(format!("{}/healthz", stack.api_url))
-        .send()
-        .await
-        .unwrap();
+    let health = get(format!("{}/healthz", stack.api_url)).await;
     assert_eq!(health.status(), StatusCode::OK);
-    let ready = client()
-        .get(format!("{}/readyz", stack.api_url))
-        .send()
-        .await
-        .unwrap();
+    let ready = get(format!("{}/readyz", stack.api_url)).await;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(
@@ -561,11 +543,7 @@ async fn readiness_names_an_unreachable_database() {
             "postgresql://postgres:postgres@127.0.0.1:{port}/postgres"
         )),
     )]);
-    let ready = client()
-        .get(format!("{}/readyz", bff.url))
-        .send()
-        .await
-        .unwrap();
+    let ready = get(format!("{}/readyz", bff.url)).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["not_ready"], json!(["postgresql"]), "{ready}");
@@ -578,11 +556,7 @@ async fn readiness_names_an_unreachable_database() {
 #[tokio::test]
 async fn unknown_paths_get_a_json_404() {
     let stack = Stack::from_env();
-    let response = client()
-        .get(format!("{}/rest/v2/tasks", stack.api_url))
-        .send()
-        .await
-        .unwrap();
+    let response = get(format!("{}/rest/v2/tasks", stack.api_url)).await;
     let body = error_body(response, StatusCode::NOT_FOUND).await;
     assert_eq!(body["code"], "BFF404");
 }
