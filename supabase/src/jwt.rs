@@ -483,6 +483,69 @@ mod tests {
         ));
     }
 
+    /// A stand-in for Supabase Auth's `/auth/v1/.well-known/jwks.json`: answers every request
+    /// with `response` (a whole HTTP/1.1 response) and counts the requests.
+    async fn fake_jwks_endpoint(
+        response: String,
+    ) -> (url::Url, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!(
+            "http://{}/auth/v1/.well-known/jwks.json",
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn a_jwks_url_is_fetched_once_and_its_keys_verify() {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{EC_JWKS}",
+            EC_JWKS.len()
+        );
+        let (url, hits) = fake_jwks_endpoint(response).await;
+        let v = JwtVerifier::new(&settings(Some(JwksSource::Url(url)), None)).unwrap();
+        for _ in 0..3 {
+            assert!(v
+                .verify(&es256(Some("dana-test-es256"), user(3600)))
+                .await
+                .is_ok());
+        }
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "keys are cached"
+        );
+        // An unknown key id right after a load does not refetch (rate limit).
+        assert!(v.verify(&es256(Some("other"), user(3600))).await.is_err());
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_redirecting_jwks_url_is_not_followed() {
+        let (url, _) = fake_jwks_endpoint(
+            "HTTP/1.1 302 Found\r\nlocation: http://attacker.example/jwks.json\r\ncontent-length: 0\r\n\r\n".into(),
+        )
+        .await;
+        let v = JwtVerifier::new(&settings(Some(JwksSource::Url(url)), None)).unwrap();
+        let err = v.preload().await.unwrap_err();
+        assert!(
+            matches!(&err, JwtError::KeysUnavailable(m) if m.contains("302")),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn an_unreadable_jwks_is_reported() {
         let v = JwtVerifier::new(&settings(

@@ -85,6 +85,16 @@ pub async fn connect() -> Client {
     client
 }
 
+/// The first column of every row of `sql`, as text.
+pub async fn strings(db: &Client, sql: &str) -> Vec<String> {
+    db.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 /// The demo users of `seeds/seed.sql`.
 pub mod demo {
     pub const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";

@@ -325,13 +325,7 @@ async fn first_column(db: &Client, table: &str) -> String {
 #[tokio::test]
 async fn no_persona_reads_or_writes_another_users_rows_in_any_table() {
     let mut db = dana_e2e::connect().await;
-    let tables: Vec<String> = db
-        .query("SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables: Vec<String> = dana_e2e::strings(&db, "SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1").await;
     assert!(
         tables.len() >= 23,
         "expected the whole Dana schema, found {tables:?}"
@@ -378,38 +372,24 @@ async fn admins_write_catalogues_and_users_cannot() {
 #[tokio::test]
 async fn the_audit_finds_no_gap_in_the_exposed_schema() {
     let db = dana_e2e::connect().await;
-    let findings: Vec<String> = db
-        .query(
-            "SELECT table_name || ': ' || finding || ' ' || detail FROM dana.rls_audit('public')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let findings: Vec<String> = dana_e2e::strings(
+        &db,
+        "SELECT table_name || ': ' || finding || ' ' || detail FROM dana.rls_audit('public')",
+    )
+    .await;
     assert!(findings.is_empty(), "{findings:#?}");
 }
 
 #[tokio::test]
 async fn every_foreign_key_has_an_index() {
     let db = dana_e2e::connect().await;
-    let unindexed: Vec<String> = db
-        .query(
-            "SELECT c.conrelid::regclass || ' (' || c.conname || ')'
+    let unindexed: Vec<String> = dana_e2e::strings(&db, "SELECT c.conrelid::regclass || ' (' || c.conname || ')'
                FROM pg_constraint c
               WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
                 AND NOT EXISTS (SELECT 1 FROM pg_index i
                                  WHERE i.indrelid = c.conrelid
                                    AND (i.indkey::int2[])[0:array_length(c.conkey, 1) - 1] @> c.conkey
-                                   AND (i.indkey::int2[])[0] = c.conkey[1])",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+                                   AND (i.indkey::int2[])[0] = c.conkey[1])").await;
     assert!(
         unindexed.is_empty(),
         "foreign keys without an index: {unindexed:?}"
