@@ -99,10 +99,20 @@ ensure_secrets() {
   umask 022
 }
 
+# A cluster that preloads dana must be restarted when the installed library changes: a backend
+# would otherwise load the new file beside the preloaded old one (PostgreSQL tells libraries apart
+# by inode), run its _PG_init a second time, and crash.
+installed_library_sum() { sha256sum "$($PG_CONFIG --pkglibdir)/dana.so" 2>/dev/null | cut -c1-64; }
+
 build_and_install_extension() {
   log "building and installing extension dana"
+  local before
+  before=$(installed_library_sum)
   (cd "$ROOT/pg_ext" && cargo pgrx install --release --pg-config "$PG_CONFIG" >"$LOGS/pgrx-install.log" 2>&1) ||
     { tail -n 40 "$LOGS/pgrx-install.log" >&2; die "extension build failed (log: $LOGS/pgrx-install.log)"; }
+  EXTENSION_CHANGED=0
+  [[ "$(installed_library_sum)" != "$before" ]] && EXTENSION_CHANGED=1
+  return 0
 }
 
 build_bff() {
@@ -149,8 +159,8 @@ EOF
   cmp -s "$conf.new" "$conf" && changed=0
   mv "$conf.new" "$conf"
   if pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
-    if ((changed)); then
-      log "restarting PostgreSQL for changed settings"
+    if ((changed || ${EXTENSION_CHANGED:-0})); then
+      log "restarting PostgreSQL for changed settings or a new build of the extension"
       pg_ctl_as_postgres "-D '$PGDATA' -w restart -l '$LOGS/postgres.log'" >/dev/null
       # PostgREST backs off up to half a minute between reconnects: restart it instead.
       stop_daemon postgrest
@@ -314,6 +324,11 @@ EOF
 
 stack_down() {
   init_paths
+  stop_cluster
+}
+
+# Stops what runs on the stack's cluster, then the cluster.
+stop_cluster() {
   for name in bff postgrest; do stop_daemon "$name"; done
   if [[ -s "$PGDATA/PG_VERSION" ]] && pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
     log "stopping PostgreSQL"
@@ -322,14 +337,21 @@ stack_down() {
 }
 
 stack_test() {
+  ensure_apt_packages
+  init_paths
+  ensure_pgrx
   local pgrx_data=$STATE/pgrx-test
   mkdir -p "$pgrx_data"
   chown postgres:postgres "$pgrx_data"
-  log "extension tests (cargo pgrx test)"
   local out=$LOGS/test-output.log
   : >"$out"
   local status=0
+  # `cargo pgrx test` installs its test build of dana.so where the stack's cluster loads it from:
+  # the cluster is stopped for it, and `stack_up` below reinstalls the release build and starts it.
+  stop_cluster
+  log "extension tests (cargo pgrx test)"
   (cd "$ROOT/pg_ext" && env -u RUST_BACKTRACE cargo pgrx test pg$PG_VERSION --release --runas postgres --pgdata "$pgrx_data") 2>&1 | tee -a "$out" || status=1
+  stack_up
   log "workspace and end-to-end tests (cargo test)"
   set -a
   # shellcheck disable=SC1090

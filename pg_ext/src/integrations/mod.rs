@@ -147,16 +147,6 @@ fn integration_configs_guard<'a>(
         user_id: &user_text,
         integration_type: &kind,
     };
-    let keyring = || {
-        Keyring::from_settings().unwrap_or_else(|e| {
-            raise(
-                PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
-                e.to_string(),
-                None,
-                None,
-            )
-        })
-    };
 
     // The secrets stored so far (UPDATE only).
     let stored: Map<String, Value> = match old
@@ -427,21 +417,43 @@ fn apply_lifecycle(
 // SQL functions
 // ---------------------------------------------------------------------------------------------
 
+/// The key ring from `dana.secret_keys`, or an error naming the setting's problem.
+fn keyring() -> Keyring {
+    Keyring::from_settings().unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+            e.to_string(),
+            None,
+            None,
+        )
+    })
+}
+
 /// The secrets of one config in clear, for the BFF (service role only).
 #[pg_extern(volatile)]
 fn integration_secrets(config_id: Uuid) -> JsonB {
     require_verifier("dana.integration_secrets()");
-    let row = Spi::get_three_with_args::<Uuid, String, Vec<u8>>(
-        &format!("SELECT user_id, integration_type, secrets FROM {TABLE} WHERE id = $1"),
-        &[config_id.into()],
-    );
-    let version = Spi::get_one_with_args::<i32>(
-        &format!("SELECT secrets_key_version FROM {TABLE} WHERE id = $1"),
-        &[config_id.into()],
-    );
-    let (user_id, kind, sealed) = match row {
-        Ok((Some(user_id), Some(kind), sealed)) => (user_id, kind, sealed),
-        Ok(_) | Err(pgrx::spi::Error::InvalidPosition) => raise(
+    let row = Spi::connect(|client| {
+        let rows = client.select(
+            &format!(
+                "SELECT user_id, integration_type, secrets, secrets_key_version FROM {TABLE} WHERE id = $1"
+            ),
+            Some(1),
+            &[config_id.into()],
+        )?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some(row) => Ok(Some((
+                row.get::<Uuid>(1)?,
+                row.get::<String>(2)?,
+                row.get::<Vec<u8>>(3)?,
+                row.get::<i32>(4)?,
+            ))),
+        }
+    });
+    let (user_id, kind, sealed, version) = match row {
+        Ok(Some((Some(user_id), Some(kind), sealed, version))) => (user_id, kind, sealed, version),
+        Ok(_) => raise(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             format!("no integration config with id {config_id}"),
             None,
@@ -457,14 +469,7 @@ fn integration_secrets(config_id: Uuid) -> JsonB {
     let Some(sealed) = sealed else {
         return JsonB(Value::Object(Map::new()));
     };
-    let keys = Keyring::from_settings().unwrap_or_else(|e| {
-        raise(
-            PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
-            e.to_string(),
-            None,
-            None,
-        )
-    });
+    let keys = keyring();
     let (id_text, user_text) = (config_id.to_string(), user_id.to_string());
     let binding = Binding {
         row_id: &id_text,
@@ -473,7 +478,7 @@ fn integration_secrets(config_id: Uuid) -> JsonB {
     };
     JsonB(Value::Object(open_secrets(
         &keys,
-        version.ok().flatten().unwrap_or(0),
+        version.unwrap_or(0),
         &sealed,
         &binding,
     )))
@@ -567,14 +572,7 @@ fn upsert_integration_config(integration_type: &str, config: JsonB) -> Uuid {
 #[pg_extern(volatile)]
 fn rotate_integration_secrets() -> i64 {
     require_verifier("dana.rotate_integration_secrets()");
-    let keys = Keyring::from_settings().unwrap_or_else(|e| {
-        raise(
-            PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
-            e.to_string(),
-            None,
-            None,
-        )
-    });
+    let keys = keyring();
     Spi::get_one_with_args::<i64>(
         &format!(
             "WITH resealed AS (UPDATE {TABLE} SET updated_at = updated_at

@@ -6,7 +6,22 @@ mod integrations;
 mod rls;
 mod timestamps;
 
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
+
+/// The first column of every row of `sql`, as text (NULLs are a test failure).
+pub(crate) fn strings(sql: &str) -> Vec<String> {
+    strings_with_args(sql, &[])
+}
+
+pub(crate) fn strings_with_args(sql: &str, args: &[DatumWithOid]) -> Vec<String> {
+    Spi::connect(|c| {
+        c.select(sql, None, args)
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+    })
+}
 
 extension_sql!(
     r#"

@@ -10,16 +10,10 @@ mod tests {
     }
 
     fn policies(table: &str) -> Vec<String> {
-        Spi::connect(|c| {
-            c.select(
-                "SELECT polname::text FROM pg_policy WHERE polrelid = $1::regclass ORDER BY 1",
-                None,
-                &[table.into()],
-            )
-            .unwrap()
-            .map(|r| r.get::<String>(1).unwrap().unwrap())
-            .collect()
-        })
+        crate::tests::strings_with_args(
+            "SELECT polname::text FROM pg_policy WHERE polrelid = $1::regclass ORDER BY 1",
+            &[table.into()],
+        )
     }
 
     #[pg_test]
@@ -118,16 +112,9 @@ mod tests {
                 "dana_public_update"
             ]
         );
-        let did: Vec<String> = Spi::connect(|c| {
-            c.select(
-                "SELECT action || ' ' || object FROM dana.enable_admin_write_rls('public.notes')",
-                None,
-                &[],
-            )
-            .unwrap()
-            .map(|r| r.get::<String>(1).unwrap().unwrap())
-            .collect()
-        });
+        let did: Vec<String> = crate::tests::strings(
+            "SELECT action || ' ' || object FROM dana.enable_admin_write_rls('public.notes')",
+        );
         assert!(
             did.contains(&"drop policy dana_public_insert on notes".to_string()),
             "{did:?}"
@@ -180,12 +167,7 @@ mod tests {
         );
         run("CREATE TABLE audited.fine (id int, owner uuid)");
         run("SELECT dana.enable_owner_rls('audited.fine', 'owner')");
-        let found: Vec<String> = Spi::connect(|c| {
-            c.select("SELECT table_name || ' ' || finding || ' ' || coalesce(policy, '-') FROM dana.rls_audit('audited')", None, &[])
-                .unwrap()
-                .map(|r| r.get::<String>(1).unwrap().unwrap())
-                .collect()
-        });
+        let found: Vec<String> = crate::tests::strings("SELECT table_name || ' ' || finding || ' ' || coalesce(policy, '-') FROM dana.rls_audit('audited')");
         assert_eq!(
             found,
             [
