@@ -433,7 +433,7 @@ fn keyring() -> Keyring {
 #[pg_extern(volatile)]
 fn integration_secrets(config_id: Uuid) -> JsonB {
     require_verifier("dana.integration_secrets()");
-    let row = Spi::connect(|client| {
+    let row = Spi::connect(|client| -> Result<_, pgrx::spi::Error> {
         let rows = client.select(
             &format!(
                 "SELECT user_id, integration_type, secrets, secrets_key_version FROM {TABLE} WHERE id = $1"
