@@ -55,7 +55,7 @@ pub async fn handle(
         match path {
             "/healthz" => ("healthz", Ok(health::healthz())),
             "/readyz" => ("readyz", Ok(health::readyz(&app).await)),
-            "/metrics" => ("metrics", Ok(metrics_route::render(&app.metrics))),
+            "/metrics" => ("metrics", metrics_route::render(&app, request.headers())),
             other => ("not_found", Err(ApiError::NotFound(other.to_owned()))),
         }
     };

@@ -43,14 +43,17 @@ pub enum ApiError {
     },
     #[error("no route for {0}")]
     NotFound(String),
+    #[error("metrics need the scraper's token")]
+    MetricsToken,
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NoCredentials | ApiError::InvalidApiKey | ApiError::NotBearer => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::NoCredentials
+            | ApiError::InvalidApiKey
+            | ApiError::NotBearer
+            | ApiError::MetricsToken => StatusCode::UNAUTHORIZED,
             ApiError::Token(JwtError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Token(_) => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::UpstreamTimeout { .. } => ("BFF504", None, Some("Narrow the query or retry later.".into())),
             ApiError::UpstreamFailed { details, .. } => ("BFF502", Some(details.clone()), None),
             ApiError::NotFound(_) => ("BFF404", None, Some("The API lives under /rest/v1.".into())),
+            ApiError::MetricsToken => ("BFF401", None, Some("Send Authorization: Bearer <BFF_METRICS_TOKEN>.".into())),
         };
         ErrorBody {
             code,

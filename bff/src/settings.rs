@@ -29,6 +29,8 @@ pub struct BffSettings {
     pub log_format: LogFormat,
     /// `BFF_WORKER_THREADS`: request-handling threads (default: one per CPU core).
     pub worker_threads: usize,
+    /// `BFF_METRICS_TOKEN`: when set, `/metrics` wants `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 impl BffSettings {
@@ -73,6 +75,7 @@ impl BffSettings {
                 LogFormat::Text
             }
         };
+        let metrics_token = env.optional("BFF_METRICS_TOKEN");
         let cores = std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(1);
@@ -92,6 +95,7 @@ impl BffSettings {
             shutdown_grace,
             log_format,
             worker_threads,
+            metrics_token,
         });
         env.finish(settings)
             .map(|s| s.expect("settings are complete when no problem was found"))

@@ -521,6 +521,33 @@ async fn metrics_count_requests_and_upstream_errors() {
 }
 
 #[tokio::test]
+async fn metrics_can_be_kept_for_the_scraper_only() {
+    let bff = BffProcess::start(&[("BFF_METRICS_TOKEN", Some("scrape-secret-123"))]);
+    let url = format!("{}/metrics", bff.url);
+    let body = error_body(get(&url).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(body["code"], "BFF401");
+    let wrong = client()
+        .get(&url)
+        .bearer_auth("scrape-secret-12")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let right = client()
+        .get(&url)
+        .bearer_auth("scrape-secret-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+    assert!(right
+        .text()
+        .await
+        .unwrap()
+        .contains("dana_bff_http_requests_total"));
+}
+
+#[tokio::test]
 async fn health_and_readiness_of_the_stack_bff() {
     let stack = Stack::from_env();
     let health = get(format!("{}/healthz", stack.api_url)).await;

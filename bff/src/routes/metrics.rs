@@ -1,10 +1,24 @@
-//! `GET /metrics`: Prometheus text exposition (OpenMetrics).
+//! `GET /metrics`: Prometheus text exposition (OpenMetrics). With `BFF_METRICS_TOKEN` set, only
+//! a scraper sending that token as a Bearer gets it, since the API port may face the internet.
 
+use crate::app::App;
 use crate::body::{full, Body};
-use crate::metrics::Metrics;
-use http::{header, HeaderValue, Response};
+use crate::error::ApiError;
+use http::{header, HeaderMap, HeaderValue, Response};
+use subtle::ConstantTimeEq;
 
-pub fn render(metrics: &Metrics) -> Response<Body> {
+pub fn render(app: &App, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
+    if let Some(token) = &app.settings.metrics_token {
+        let expected = format!("Bearer {token}");
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if !bool::from(sent.ct_eq(expected.as_bytes())) {
+            return Err(ApiError::MetricsToken);
+        }
+    }
+    let metrics = &app.metrics;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &metrics.registry)
         .expect("writing to a String cannot fail");
@@ -13,5 +27,5 @@ pub fn render(metrics: &Metrics) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
-    response
+    Ok(response)
 }
