@@ -213,6 +213,18 @@ stop_daemon() {
   rm -f "$RUN/$1.pid"
 }
 
+# Waits for a daemon we started to answer at `url`. If it exits first (a port taken by a stray
+# process, a bad setting), says so at once with the end of its log: an answer from the port alone
+# could come from someone else.
+wait_daemon_http() { # name, url
+  for _ in $(seq 1 300); do
+    daemon_running "$1" || { tail -n 5 "$LOGS/$1.log" >&2; die "$1 exited (logs in $LOGS/$1.log)"; }
+    curl -fsS -o /dev/null "$2" 2>/dev/null && daemon_running "$1" && return 0
+    sleep 0.1
+  done
+  die "$1 did not answer at $2 (logs in $LOGS)"
+}
+
 daemon_running() { [[ -s "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
 wait_http() { # url, what
@@ -241,7 +253,7 @@ ensure_postgrest() {
     # New migrations may have changed the schema: ask PostgREST to reload its cache.
     psql_super -c "NOTIFY pgrst, 'reload schema'"
   fi
-  wait_http "http://127.0.0.1:$POSTGREST_ADMIN_PORT/ready" PostgREST
+  wait_daemon_http postgrest "http://127.0.0.1:$POSTGREST_ADMIN_PORT/ready"
 }
 
 bff_env() {
@@ -270,7 +282,7 @@ ensure_bff() {
   # shellcheck disable=SC2046
   start_daemon bff env $(bff_env | xargs) "$BFF_BIN" serve
   echo "$stamp" >"$stamp_file"
-  wait_http "http://127.0.0.1:$API_PORT/readyz" dana-bff
+  wait_daemon_http bff "http://127.0.0.1:$API_PORT/readyz"
 }
 
 stack_up() {
