@@ -173,13 +173,6 @@ pub struct SupabaseSettings {
 }
 
 impl SupabaseSettings {
-    pub fn from_env() -> Result<Self, SettingsError> {
-        let mut env = EnvReader::from_process_env();
-        let settings = Self::read(&mut env);
-        env.finish(settings)?
-            .ok_or_else(unreachable_without_problems)
-    }
-
     /// Reads the project settings into `env`'s problem list; `None` when one was unusable.
     pub fn read(env: &mut EnvReader<'_>) -> Option<Self> {
         let postgrest_url = env.url(
@@ -226,11 +219,6 @@ impl SupabaseSettings {
     }
 }
 
-fn unreachable_without_problems() -> SettingsError {
-    SettingsError {
-        problems: vec!["settings could not be read".into()],
-    }
-}
 
 #[cfg(test)]
 mod tests {
