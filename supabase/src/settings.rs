@@ -219,7 +219,6 @@ impl SupabaseSettings {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
