@@ -56,16 +56,15 @@ CONF
 # one worker avoids cross-thread wake-ups; the stack's BFF keeps the default (one per core).
 start_bench_bff1() {
   # shellcheck disable=SC2046
-  env $(bff_env | xargs) BFF_LISTEN="127.0.0.1:$BFF1_PORT" BFF_WORKER_THREADS=1 \
-    "$ROOT/target/release/dana-bff" serve >>"$LOGS/bff-bench.log" 2>&1 &
-  echo $! >"$RUN/bff-bench.pid"
-  wait_http "http://127.0.0.1:$BFF1_PORT/healthz" "dana-bff (1 worker)"
+  start_daemon bff-bench env $(bff_env | xargs) BFF_LISTEN="127.0.0.1:$BFF1_PORT" BFF_WORKER_THREADS=1 \
+    "$ROOT/target/release/dana-bff" serve
+  wait_daemon_http bff-bench "http://127.0.0.1:$BFF1_PORT/healthz"
 }
 
 stop_bench_nginx() {
   local pid=$STATE/nginx-bench/nginx.pid
   [[ -s "$pid" ]] && kill "$(cat "$pid")" 2>/dev/null || true
-  [[ -s "$RUN/bff-bench.pid" ]] && kill "$(cat "$RUN/bff-bench.pid")" 2>/dev/null || true
+  stop_daemon bff-bench
 }
 
 # CPU ticks (1/100 s) used so far by a process and its children threads / worker processes.
