@@ -63,7 +63,7 @@ start_bench_bff1() {
 
 stop_bench_nginx() {
   local pid=$STATE/nginx-bench/nginx.pid
-  [[ -s "$pid" ]] && kill "$(cat "$pid")" 2>/dev/null || true
+  if [[ -s "$pid" ]]; then kill "$(cat "$pid")" 2>/dev/null || true; fi
   stop_daemon bff-bench
 }
 

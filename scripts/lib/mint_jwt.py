@@ -1,8 +1,10 @@
-"""Mints HS256 JWTs shaped like Supabase Auth's, for the local stack's demo keys.
+"""Mints HS256 JWTs shaped like Supabase Auth's, for the local stack's keys and demo tokens.
 
-usage: mint_jwt.py SECRET ROLE [SUB EMAIL TENANT_ID APP_ROLE]
-The anon and service keys last ten years, like `supabase start`'s; demo user tokens are
-minted anew at every `up` and `env`, so they last one day.
+usage: mint_jwt.py SECRET ROLE [SUB EMAIL TENANT_ID TENANT_ROLE [platform_admin]]
+TENANT_ID and TENANT_ROLE may be empty (a user of no tenant). `platform_admin` adds the
+app_metadata claim that only the platform sets (Supabase Auth lets only the service role write
+app_metadata). The anon and service keys last ten years, like `supabase start`'s; demo user
+tokens are minted anew at every `up` and `env`, so they last one day.
 """
 import base64
 import hashlib
@@ -29,13 +31,20 @@ def main() -> None:
     now = int(time.time())
     claims = {"iss": "supabase-demo", "role": role, "iat": now}
     if len(sys.argv) > 3:
-        sub, email, tenant_id, app_role = sys.argv[3:7]
+        sub, email, tenant_id, tenant_role = sys.argv[3:7]
+        app_metadata = {"provider": "email"}
+        if tenant_id:
+            app_metadata["tenant_id"] = tenant_id
+        if tenant_role:
+            app_metadata["role"] = tenant_role
+        if "platform_admin" in sys.argv[7:]:
+            app_metadata["platform_admin"] = True
         claims.update(
             {
                 "sub": sub,
                 "aud": "authenticated",
                 "email": email,
-                "app_metadata": {"provider": "email", "tenant_id": tenant_id, "role": app_role},
+                "app_metadata": app_metadata,
                 "user_metadata": {},
                 "exp": now + 24 * 3600,
             }

