@@ -8,7 +8,8 @@
 -- queries read more plainly here than through SPI calls from Rust.
 
 -- The column `col` of `tbl`, checked to exist and to have type `expected`.
-CREATE FUNCTION dana._policy_column(tbl regclass, col name, expected regtype, purpose text)
+-- `purpose` names the argument ("owner column"); `meaning` says in plain words what it is for.
+CREATE FUNCTION dana._policy_column(tbl regclass, col name, expected regtype, purpose text, meaning text)
 RETURNS smallint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -24,7 +25,7 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'dana: table % has no column "%" (the %)', tbl, col, purpose
       USING ERRCODE = '42703',
-            HINT = 'Pass the name of the column that holds the ' || purpose || '.';
+            HINT = format('The %s is the %s column of %s %s. Pass the name of that column.', purpose, expected, tbl, meaning);
   END IF;
   IF found_type <> expected THEN
     RAISE EXCEPTION 'dana: column "%" of table % has type %, but the % must be %', col, tbl, found_type, purpose, expected
@@ -154,13 +155,16 @@ LANGUAGE plpgsql AS $$
 DECLARE
   owned text;
 BEGIN
-  PERFORM dana._policy_column(tbl, owner_column, 'uuid', 'owner column');
+  PERFORM dana._policy_column(tbl, owner_column, 'uuid', 'owner column', 'that holds the id of the user who owns each row (compared with dana.uid())');
   owned := format('%I = (SELECT dana.uid())', owner_column);
   RETURN QUERY SELECT * FROM dana._apply_policy_set(tbl, 'dana_owner',
     dana._api_roles('{authenticated}'), owned, dana._api_roles('{authenticated}'), owned);
   RETURN QUERY SELECT * FROM dana._ensure_index(tbl, owner_column);
 END $$;
 
+-- Members read their tenant's rows. Writes stay inside the tenant too: a member writes the rows
+-- they own (owner_column), and the tenant's admins write every row of their tenant; without an
+-- owner column only the tenant's admins write.
 CREATE FUNCTION dana.enable_tenant_rls(tbl regclass, tenant_column name DEFAULT 'tenant_id',
                                        owner_column name DEFAULT NULL)
 RETURNS TABLE(action text, object text)
@@ -169,12 +173,13 @@ DECLARE
   in_tenant text;
   writable text;
 BEGIN
-  PERFORM dana._policy_column(tbl, tenant_column, 'uuid', 'tenant column');
+  PERFORM dana._policy_column(tbl, tenant_column, 'uuid', 'tenant column',
+    'that holds the id of the tenant each row belongs to (compared with app_metadata.tenant_id)');
   in_tenant := format('%I = (SELECT dana.tenant_id())', tenant_column);
-  writable := in_tenant;
+  writable := in_tenant || ' AND (SELECT dana.is_tenant_admin())';
   IF owner_column IS NOT NULL THEN
-    PERFORM dana._policy_column(tbl, owner_column, 'uuid', 'owner column');
-    writable := in_tenant || format(' AND %I = (SELECT dana.uid())', owner_column);
+    PERFORM dana._policy_column(tbl, owner_column, 'uuid', 'owner column', 'that holds the id of the user who owns each row (compared with dana.uid())');
+    writable := in_tenant || format(' AND (%I = (SELECT dana.uid()) OR (SELECT dana.is_tenant_admin()))', owner_column);
   END IF;
   RETURN QUERY SELECT * FROM dana._apply_policy_set(tbl, 'dana_tenant',
     dana._api_roles('{authenticated}'), in_tenant, dana._api_roles('{authenticated}'), writable);
@@ -184,27 +189,38 @@ BEGIN
   END IF;
 END $$;
 
-CREATE FUNCTION dana.enable_public_read_rls(tbl regclass)
+-- Anyone reads. Writes: the row's owner when an owner column is given, else platform admins.
+CREATE FUNCTION dana.enable_public_read_rls(tbl regclass, owner_column name DEFAULT NULL)
 RETURNS TABLE(action text, object text)
 LANGUAGE plpgsql AS $$
+DECLARE
+  writable text := '(SELECT dana.is_platform_admin())';
 BEGIN
+  IF owner_column IS NOT NULL THEN
+    PERFORM dana._policy_column(tbl, owner_column, 'uuid', 'owner column', 'that holds the id of the user who owns each row (compared with dana.uid())');
+    writable := format('%I = (SELECT dana.uid())', owner_column);
+  END IF;
   RETURN QUERY SELECT * FROM dana._apply_policy_set(tbl, 'dana_public',
-    dana._api_roles('{anon,authenticated}'), 'true', dana._api_roles('{authenticated}'), 'true');
+    dana._api_roles('{anon,authenticated}'), 'true', dana._api_roles('{authenticated}'), writable);
+  IF owner_column IS NOT NULL THEN
+    RETURN QUERY SELECT * FROM dana._ensure_index(tbl, owner_column);
+  END IF;
 END $$;
 
+-- Platform catalogues: anyone reads, only platform admins write (never a tenant's admin).
 CREATE FUNCTION dana.enable_admin_write_rls(tbl regclass)
 RETURNS TABLE(action text, object text)
 LANGUAGE plpgsql AS $$
 BEGIN
   RETURN QUERY SELECT * FROM dana._apply_policy_set(tbl, 'dana_admin',
-    dana._api_roles('{anon,authenticated}'), 'true', dana._api_roles('{authenticated}'), '(SELECT dana.is_admin())');
+    dana._api_roles('{anon,authenticated}'), 'true', dana._api_roles('{authenticated}'), '(SELECT dana.is_platform_admin())');
 END $$;
 
 COMMENT ON FUNCTION dana.enable_owner_rls(regclass, name) IS
   'Enables RLS and applies the owner policy set: authenticated users select, insert, update and delete only rows whose owner column equals (select dana.uid()). Indexes the owner column. Idempotent; returns what it changed.';
 COMMENT ON FUNCTION dana.enable_tenant_rls(regclass, name, name) IS
-  'Enables RLS and applies the tenant policy set: authenticated users read rows of their tenant (app_metadata.tenant_id) and write rows of their tenant, only their own when an owner column is given. Idempotent; returns what it changed.';
-COMMENT ON FUNCTION dana.enable_public_read_rls(regclass) IS
-  'Enables RLS and applies the public-read policy set: anon and authenticated read every row, authenticated users write. Idempotent; returns what it changed.';
+  'Enables RLS and applies the tenant policy set: authenticated users read rows of their tenant (app_metadata.tenant_id); inside it, members write the rows they own (owner column) and the tenant''s admins (dana.is_tenant_admin()) write every row; without an owner column only the tenant''s admins write. Idempotent; returns what it changed.';
+COMMENT ON FUNCTION dana.enable_public_read_rls(regclass, name) IS
+  'Enables RLS and applies the public-read policy set: anon and authenticated read every row; with an owner column, users write only the rows they own; without one, only platform admins (dana.is_platform_admin()) write. Idempotent; returns what it changed.';
 COMMENT ON FUNCTION dana.enable_admin_write_rls(regclass) IS
-  'Enables RLS and applies the admin-write policy set: anon and authenticated read every row, only admins (dana.is_admin()) write. Idempotent; returns what it changed.';
+  'Enables RLS and applies the platform-catalogue policy set: anon and authenticated read every row, only platform admins (dana.is_platform_admin(): the service role or app_metadata.platform_admin) write; a tenant''s admin does not. Idempotent; returns what it changed.';

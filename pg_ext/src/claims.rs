@@ -1,25 +1,38 @@
 //! The caller's JWT claims, as PostgREST leaves them in the session.
 //!
-//! PostgREST 12 sets one GUC, `request.jwt.claims`, to the JSON payload of the verified JWT.
+//! PostgREST 12 sets one setting, `request.jwt.claims`, to the JSON payload of the verified JWT.
 //! Older PostgREST versions (and some hand-written tests) set `request.jwt.claim.sub`,
 //! `request.jwt.claim.role` and `request.jwt.claim.email` instead; those are the fallback.
 //!
 //! The helpers are called from RLS policies, so they run once per row when a policy does not
 //! wrap them as `(select dana.uid())`. Two caches keep that cheap:
 //!
+//! * a memo of the resolved claims, dropped whenever one of those settings changes. The
+//!   extension defines the settings itself (as ordinary user-settable strings), with an assign
+//!   hook: PostgreSQL calls it on every change — `SET`, `set_config()`, `RESET`, a function's
+//!   `SET` clause, a rolled-back transaction or subtransaction restoring the old value — on every
+//!   path (plain statements, `DO` and `CALL` bodies, `COPY` defaults, PL/pgSQL expressions). So a
+//!   per-row call is a thread-local read, and never sees a previous identity.
 //! * a per-backend cache of the *parsed* claims, keyed on the raw setting strings, so a pooled
-//!   connection serving the same user does not parse the same JSON again;
-//! * a per-statement memo of the resolved claims, cleared by an `ExecutorStart` hook, so calls
-//!   after the first one in a statement do not even look the setting up. That is exactly the
-//!   promise a `STABLE` function makes: within one statement its result does not change.
+//!   connection serving the same user again (PostgREST sets the claims on every request) does not
+//!   parse the same JSON again.
 //!
 //! Absent, empty or malformed claims never raise an error (an error inside a policy would
 //! break every query on the table): they resolve to "no claims", and the helpers return NULL.
+//!
+//! Two scopes of administration are kept apart, because one `is_admin()` serving both once let
+//! a tenant's admin edit the platform's catalogues:
+//!
+//! * **platform admin** — the `service_role` (the platform's own key) or a user whose
+//!   `app_metadata.platform_admin` is `true` (only the service role can write app_metadata);
+//! * **tenant admin** — `app_metadata.role` is `owner` or `admin`, and that role holds only in
+//!   the tenant named by `app_metadata.tenant_id`.
 
 use pgrx::prelude::*;
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 use serde_json::Value;
 use std::cell::RefCell;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::rc::Rc;
 
 /// The claims of the current request, with the fields the helpers need already extracted.
@@ -31,10 +44,12 @@ pub struct Claims {
     pub role: Option<String>,
     pub email: Option<String>,
     pub tenant_id: Option<[u8; 16]>,
-    /// `app_metadata.role`, the application-level role Supabase Auth lets admins assign.
-    pub app_role: Option<String>,
+    /// `app_metadata.role`: the caller's role in the tenant `tenant_id` (owner, admin, member).
+    pub tenant_role: Option<String>,
     /// `app_metadata.roles`, when an application assigns several.
     pub app_roles: Vec<String>,
+    /// `app_metadata.platform_admin = true`.
+    pub platform_admin_claim: bool,
 }
 
 impl Claims {
@@ -67,13 +82,15 @@ impl Claims {
             tenant_id: text(app.and_then(|a| a.get("tenant_id")))
                 .as_deref()
                 .and_then(parse_uuid),
-            app_role: text(app.and_then(|a| a.get("role"))),
+            tenant_role: text(app.and_then(|a| a.get("role"))),
             app_roles,
+            platform_admin_claim: app.and_then(|a| a.get("platform_admin"))
+                == Some(&Value::Bool(true)),
             payload: Some(payload),
         }
     }
 
-    /// Claims from the legacy one-GUC-per-claim settings.
+    /// Claims from the legacy one-setting-per-claim form.
     fn from_legacy(sub: Option<&str>, role: Option<&str>, email: Option<&str>) -> Claims {
         let mut payload = serde_json::Map::new();
         for (key, value) in [("sub", sub), ("role", role), ("email", email)] {
@@ -87,16 +104,31 @@ impl Claims {
         Claims::from_payload(Value::Object(payload))
     }
 
-    /// `app_metadata.role = 'admin'`, or the service role (which acts for the operator).
-    pub fn is_admin(&self) -> bool {
-        self.app_role.as_deref() == Some("admin") || self.role.as_deref() == Some("service_role")
+    /// The service role, or a user the platform made a platform admin.
+    pub fn is_platform_admin(&self) -> bool {
+        self.role.as_deref() == Some("service_role") || self.platform_admin_claim
+    }
+
+    /// The caller's role in their tenant; None without a tenant.
+    pub fn role_in_tenant(&self) -> Option<&str> {
+        self.tenant_id.and(self.tenant_role.as_deref())
+    }
+
+    /// Owner or admin of the tenant `tenant_id` (and of no other).
+    pub fn is_tenant_admin(&self) -> bool {
+        matches!(self.role_in_tenant(), Some("owner" | "admin"))
+    }
+
+    /// Owner of the tenant `tenant_id`.
+    pub fn is_tenant_owner(&self) -> bool {
+        self.role_in_tenant() == Some("owner")
     }
 
     /// True when `role` is the database role claim, the application role, or one of the
     /// application roles.
     pub fn has_role(&self, role: &str) -> bool {
         self.role.as_deref() == Some(role)
-            || self.app_role.as_deref() == Some(role)
+            || self.tenant_role.as_deref() == Some(role)
             || self.app_roles.iter().any(|r| r == role)
     }
 }
@@ -137,22 +169,65 @@ struct ParsedCache {
 thread_local! {
     /// Parsed claims of the last distinct raw setting this backend saw.
     static PARSED: RefCell<Option<ParsedCache>> = const { RefCell::new(None) };
-    /// Claims resolved in the current statement; cleared at every `ExecutorStart`.
-    static STATEMENT: RefCell<Option<Rc<Claims>>> = const { RefCell::new(None) };
+    /// The claims as resolved since the settings last changed; dropped by [`settings_changed`].
+    static MEMO: RefCell<Option<Rc<Claims>>> = const { RefCell::new(None) };
 }
 
-/// Forgets the per-statement memo. Called at the start of every statement.
-pub fn forget_statement_claims() {
-    STATEMENT.with(|s| s.borrow_mut().take());
+/// The settings PostgREST (12, and older versions) uses to pass the verified claims.
+static CLAIMS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static LEGACY_SUB: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static LEGACY_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static LEGACY_EMAIL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Defines the claims settings with [`settings_changed`] as their assign hook. Called from
+/// `_PG_init`. They stay what PostgREST expects: strings anyone may set, for the transaction
+/// (`set_config(…, true)`) or the session; a value set before the library loaded is kept.
+pub fn define_settings() {
+    let settings: [(&'static CStr, &'static GucSetting<Option<CString>>); 4] = [
+        (c"request.jwt.claims", &CLAIMS),
+        (c"request.jwt.claim.sub", &LEGACY_SUB),
+        (c"request.jwt.claim.role", &LEGACY_ROLE),
+        (c"request.jwt.claim.email", &LEGACY_EMAIL),
+    ];
+    for (name, setting) in settings {
+        // SAFETY: the assign hook is #[pg_guard]ed and only clears a thread-local.
+        unsafe {
+            GucRegistry::define_string_guc_with_hooks(
+                name,
+                c"The verified JWT claims of the current request (set by PostgREST).",
+                c"Read by dana.jwt(), dana.uid() and the other claim helpers.",
+                setting,
+                GucContext::Userset,
+                GucFlags::NO_SHOW_ALL,
+                None,
+                Some(settings_changed),
+                None,
+            );
+        }
+    }
 }
 
-/// The current claims: the statement's memo, else the parsed cache, else a fresh parse.
+/// Assign hook of the claims settings: whatever was resolved before no longer holds.
+#[pg_guard]
+unsafe extern "C-unwind" fn settings_changed(
+    _new_value: *const std::ffi::c_char,
+    _extra: *mut std::ffi::c_void,
+) {
+    // try_with: the hook also runs while the thread-locals are being torn down at exit.
+    let _ = MEMO.try_with(|memo| {
+        if let Ok(mut memo) = memo.try_borrow_mut() {
+            *memo = None;
+        }
+    });
+}
+
+/// The current claims: the memo, else the parsed cache, else a fresh parse.
 pub fn current() -> Rc<Claims> {
-    if let Some(claims) = STATEMENT.with(|s| s.borrow().clone()) {
+    if let Some(claims) = MEMO.with(|m| m.borrow().clone()) {
         return claims;
     }
     let claims = resolve();
-    STATEMENT.with(|s| *s.borrow_mut() = Some(claims.clone()));
+    MEMO.with(|m| *m.borrow_mut() = Some(claims.clone()));
     claims
 }
 
@@ -192,8 +267,8 @@ fn parse(raw: &RawSettings) -> Claims {
     )
 }
 
-/// The value of a (possibly undefined) setting; an empty value counts as absent, because that
-/// is what a `SET LOCAL` placeholder reverts to after the transaction that set it.
+/// The value of a setting; an empty value counts as absent, because that is what a `SET LOCAL`
+/// reverts to after the transaction that set it.
 fn setting(name: &CStr) -> Option<Vec<u8>> {
     // SAFETY: GetConfigOption with missing_ok = true returns NULL for an unknown setting, or a
     // pointer to the current value that stays valid until the setting changes; we copy it at once.
@@ -204,30 +279,6 @@ fn setting(name: &CStr) -> Option<Vec<u8>> {
     // SAFETY: a non-NULL result is a NUL-terminated C string.
     let bytes = unsafe { CStr::from_ptr(value) }.to_bytes();
     (!bytes.is_empty()).then(|| bytes.to_vec())
-}
-
-static mut PREVIOUS_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
-
-/// Chains our `ExecutorStart` hook in front of whatever was installed before.
-///
-/// # Safety
-/// Must be called once, from `_PG_init`.
-pub unsafe fn install_statement_hook() {
-    unsafe {
-        PREVIOUS_EXECUTOR_START = pg_sys::ExecutorStart_hook;
-        pg_sys::ExecutorStart_hook = Some(executor_start);
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: i32) {
-    forget_statement_claims();
-    unsafe {
-        match PREVIOUS_EXECUTOR_START {
-            Some(previous) => previous(query_desc, eflags),
-            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -251,16 +302,44 @@ mod unit {
         assert!(Claims::from_json("\"text\"").payload.is_none());
     }
 
+    const TENANT: &str = "10000000-0000-4000-8000-000000000001";
+
     #[test]
-    fn admin_and_roles() {
-        let c = Claims::from_json(
-            r#"{"role":"authenticated","app_metadata":{"role":"admin","roles":["editor"]}}"#,
-        );
-        assert!(c.is_admin());
+    fn a_tenant_admin_is_no_platform_admin() {
+        let c = Claims::from_json(&format!(
+            r#"{{"role":"authenticated","app_metadata":{{"tenant_id":"{TENANT}","role":"admin","roles":["editor"]}}}}"#
+        ));
+        assert!(c.is_tenant_admin() && !c.is_tenant_owner());
+        assert!(!c.is_platform_admin());
         assert!(c.has_role("editor") && c.has_role("admin") && c.has_role("authenticated"));
         assert!(!c.has_role("owner"));
-        assert!(Claims::from_json(r#"{"role":"service_role"}"#).is_admin());
-        assert!(!Claims::from_json(r#"{"role":"authenticated"}"#).is_admin());
+    }
+
+    #[test]
+    fn a_tenant_role_without_a_tenant_counts_for_nothing() {
+        let c = Claims::from_json(r#"{"role":"authenticated","app_metadata":{"role":"owner"}}"#);
+        assert!(!c.is_tenant_admin() && !c.is_tenant_owner());
+    }
+
+    #[test]
+    fn platform_admins_are_the_service_role_or_the_platform_claim() {
+        assert!(Claims::from_json(r#"{"role":"service_role"}"#).is_platform_admin());
+        assert!(Claims::from_json(
+            r#"{"role":"authenticated","app_metadata":{"platform_admin":true}}"#
+        )
+        .is_platform_admin());
+        // Only the boolean true counts, and nothing in user_metadata (users write that).
+        for not_admin in [
+            r#"{"role":"authenticated","app_metadata":{"platform_admin":"true"}}"#,
+            r#"{"role":"authenticated","user_metadata":{"platform_admin":true}}"#,
+            r#"{"role":"authenticated","platform_admin":true}"#,
+            r#"{"role":"authenticated"}"#,
+        ] {
+            assert!(
+                !Claims::from_json(not_admin).is_platform_admin(),
+                "{not_admin}"
+            );
+        }
     }
 }
 
@@ -298,10 +377,36 @@ fn tenant_id() -> Option<pgrx::Uuid> {
     current().tenant_id.map(pgrx::Uuid::from_bytes)
 }
 
-/// True for `app_metadata.role = 'admin'` or the service role; false without claims.
+/// The caller's role in their tenant (`app_metadata.role`), NULL without a tenant.
+#[pg_extern(stable, parallel_safe)]
+fn tenant_role() -> Option<String> {
+    current().role_in_tenant().map(str::to_owned)
+}
+
+/// Owner or admin of the tenant `dana.tenant_id()`; that tenant only.
+#[pg_extern(stable, parallel_safe)]
+fn is_tenant_admin() -> bool {
+    current().is_tenant_admin()
+}
+
+/// Owner of the tenant `dana.tenant_id()`.
+#[pg_extern(stable, parallel_safe)]
+fn is_tenant_owner() -> bool {
+    current().is_tenant_owner()
+}
+
+/// The service role, or a user with `app_metadata.platform_admin = true`: every tenant's rows.
+#[pg_extern(stable, parallel_safe)]
+fn is_platform_admin() -> bool {
+    current().is_platform_admin()
+}
+
+/// Deprecated alias of [`is_platform_admin`], kept so policies written against 0.1 still load.
+/// It used to mean "app_metadata.role = admin", which let a tenant's admin act for the whole
+/// platform; it now fails closed to the wider scope's rule.
 #[pg_extern(stable, parallel_safe)]
 fn is_admin() -> bool {
-    current().is_admin()
+    current().is_platform_admin()
 }
 
 /// True when the caller holds `role` as database role, application role or one of its roles.
@@ -319,9 +424,25 @@ COMMENT ON FUNCTION dana.uid() IS
 COMMENT ON FUNCTION dana.role() IS 'The role claim (anon, authenticated, service_role), NULL when absent.';
 COMMENT ON FUNCTION dana.email() IS 'The email claim, NULL when absent.';
 COMMENT ON FUNCTION dana.tenant_id() IS 'app_metadata.tenant_id as uuid, NULL when absent or not a uuid.';
-COMMENT ON FUNCTION dana.is_admin() IS 'True when app_metadata.role = ''admin'' or the role claim is service_role; false without claims.';
-COMMENT ON FUNCTION dana.has_role(text) IS 'True when the argument is the role claim, app_metadata.role, or an element of app_metadata.roles.';
+COMMENT ON FUNCTION dana.tenant_role() IS 'The caller''s role in the tenant dana.tenant_id() (app_metadata.role: owner, admin, member); NULL without a tenant.';
+COMMENT ON FUNCTION dana.is_tenant_admin() IS 'True for an owner or admin of the tenant dana.tenant_id(). Scope: that tenant''s rows only; combine it with the tenant column in policies.';
+COMMENT ON FUNCTION dana.is_tenant_owner() IS 'True for an owner of the tenant dana.tenant_id().';
+COMMENT ON FUNCTION dana.is_platform_admin() IS 'True for the service role or a user whose app_metadata.platform_admin is true (only the service role writes app_metadata). Scope: the whole platform (catalogues, every user''s subscriptions and usage).';
+COMMENT ON FUNCTION dana.is_admin() IS 'Deprecated: the same as dana.is_platform_admin(). Write dana.is_platform_admin() or dana.is_tenant_admin() to say which scope a policy means.';
+COMMENT ON FUNCTION dana.has_role(text) IS 'True when the argument is the role claim, app_metadata.role, or an element of app_metadata.roles. Carries no scope: prefer is_tenant_admin() / is_platform_admin() in policies.';
 "#,
     name = "claims_comments",
-    requires = [jwt, uid, role, email, tenant_id, is_admin, has_role]
+    requires = [
+        jwt,
+        uid,
+        role,
+        email,
+        tenant_id,
+        tenant_role,
+        is_tenant_admin,
+        is_tenant_owner,
+        is_platform_admin,
+        is_admin,
+        has_role
+    ]
 );

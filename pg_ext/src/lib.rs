@@ -4,10 +4,16 @@
 //! * [`rls`]: policy sets applied in one call, and `dana.rls_audit()`;
 //! * [`timestamps`]: the `dana.touch_updated_at()` trigger and `dana.track_timestamps()`;
 //! * [`integrations`]: validation, encrypted secrets and the status life cycle of
-//!   `public.integration_configs`.
+//!   `public.integration_configs`;
+//! * [`api_keys`]: API keys created and revoked through functions, never written directly.
+//!
+//! Privileges: every function is the database owner's (`pg_database_owner`) and superusers';
+//! API roles get only what policies, defaults and the user-facing calls need (`privileges`
+//! below), and the service role's three secret functions are granted by the migrations.
 
 use pgrx::prelude::*;
 
+pub mod api_keys;
 pub mod claims;
 pub mod integrations;
 pub mod rls;
@@ -19,6 +25,24 @@ extension_sql_file!(
     "../sql/timestamps.sql",
     name = "timestamps",
     requires = [timestamps::touch_updated_at]
+);
+
+extension_sql!(
+    r#"
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA dana FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dana TO pg_database_owner;
+-- What any role needs: the claim helpers policies and column defaults call, and the calls a
+-- signed-in user makes for themself (each checks the caller and runs under their RLS).
+GRANT EXECUTE ON FUNCTION
+  dana.jwt(), dana.uid(), dana.role(), dana.email(), dana.tenant_id(), dana.tenant_role(),
+  dana.is_tenant_admin(), dana.is_tenant_owner(), dana.is_platform_admin(), dana.is_admin(),
+  dana.has_role(text),
+  dana.upsert_integration_config(text, jsonb), dana.integration_types(),
+  dana.create_api_key(text, text[], integer), dana.revoke_api_key(uuid)
+  TO PUBLIC;
+"#,
+    name = "privileges",
+    finalize
 );
 
 /// Raises an ERROR with a SQLSTATE, detail and hint (PostgREST passes all three to the client).
@@ -42,8 +66,7 @@ pub(crate) fn raise(
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     integrations::secrets::define_settings();
-    // SAFETY: _PG_init runs once per backend, before any of our functions.
-    unsafe { claims::install_statement_hook() };
+    claims::define_settings();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -7,6 +7,7 @@
 //! into the encrypted `secrets` column, leaves masks in their place and enforces the life cycle.
 //! Only `dana.integration_secrets()`, callable by the service role, returns secrets in clear.
 
+pub mod hosts;
 pub mod lifecycle;
 pub mod secrets;
 pub mod validate;
@@ -16,9 +17,9 @@ use lifecycle::{check_transition, Status};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode, Uuid};
-use secrets::{mask, Binding, Keyring};
+use secrets::{Binding, Keyring};
 use serde_json::{Map, Value};
-use validate::{fields_of, type_names, validate, Problem};
+use validate::{field_named, fields_of, type_names, validate, Problem};
 
 /// The table the functions below work on.
 const TABLE: &str = "public.integration_configs";
@@ -26,7 +27,7 @@ const TABLE: &str = "public.integration_configs";
 const MASK_MARK: char = '…';
 
 /// True for the service role (the BFF) and superusers: they may verify configs and read secrets.
-fn is_verifier() -> bool {
+pub(crate) fn is_verifier() -> bool {
     // SAFETY: plain catalog lookups on the current user.
     unsafe {
         if pg_sys::superuser() {
@@ -153,8 +154,22 @@ fn integration_configs_guard<'a>(
         .as_ref()
         .and_then(|o| o.secrets.as_ref().map(|s| (s, o.key_version)))
     {
-        Some((sealed, version)) => open_secrets(&keyring(), version.unwrap_or(0), sealed, &binding),
         None => Map::new(),
+        Some((sealed, version)) => {
+            match try_open_secrets(&keyring(), version.unwrap_or(0), sealed, &binding) {
+                Ok(map) => map,
+                // Secrets no configured key opens (a key removed too early, a damaged row). Such
+                // a row must not lock its owner out: an update that leaves config alone (disable
+                // it, re-enable it) passes untouched, and a new config replaces the secrets,
+                // which then have to be sent in full.
+                Err(_) if old.as_ref().is_some_and(|o| o.config == new.config) => {
+                    let mut out = new_tuple.into_owned();
+                    apply_lifecycle(&mut out, &new, old.as_ref(), false, verifier);
+                    return Ok(Some(out));
+                }
+                Err(_) => Map::new(),
+            }
+        }
     };
 
     let config = match new.config.clone().unwrap_or(Value::Object(Map::new())) {
@@ -169,7 +184,7 @@ fn integration_configs_guard<'a>(
     let (settings, secrets) = split_config(fields, config, &stored);
     let mut merged = settings.clone();
     merged.extend(secrets.clone());
-    let mut problems = validate(fields, &merged);
+    let mut problems = validate(fields, &merged, &secrets::allowed_hosts());
     for (name, value) in &secrets {
         if value.as_str().is_some_and(|s| s.contains(MASK_MARK)) {
             problems.push(Problem::new(name, "looks like a masked value: send the secret itself, or leave the field out to keep the stored one"));
@@ -207,10 +222,7 @@ fn integration_configs_guard<'a>(
     }
     let mut visible = settings.clone();
     for (name, value) in &secrets {
-        visible.insert(
-            name.clone(),
-            Value::String(mask(value.as_str().unwrap_or_default())),
-        );
+        visible.insert(name.clone(), Value::String(mask_of(fields, name, value)));
     }
     let config_changed = old.as_ref().is_some_and(|o| {
         secrets_changed
@@ -241,30 +253,35 @@ fn set_column<T: IntoDatum>(
     }
 }
 
-/// The stored secrets, decrypted.
+/// The stored secrets, decrypted, or why they cannot be.
+fn try_open_secrets(
+    keys: &Keyring,
+    version: i32,
+    sealed: &[u8],
+    binding: &Binding,
+) -> Result<Map<String, Value>, secrets::SecretError> {
+    let plain = keys.open(version, sealed, binding)?;
+    match serde_json::from_slice(&plain) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(secrets::SecretError::Undecryptable),
+    }
+}
+
+/// The stored secrets, decrypted; an error when they cannot be.
 fn open_secrets(
     keys: &Keyring,
     version: i32,
     sealed: &[u8],
     binding: &Binding,
 ) -> Map<String, Value> {
-    let plain = keys.open(version, sealed, binding).unwrap_or_else(|e| {
+    try_open_secrets(keys, version, sealed, binding).unwrap_or_else(|e| {
         raise(
             PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
             e.to_string(),
             None,
-            None,
+            Some("the secrets must be entered again: update the config with every secret field"),
         )
-    });
-    match serde_json::from_slice(&plain) {
-        Ok(Value::Object(map)) => map,
-        _ => raise(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            "stored integration secrets are not a JSON object".into(),
-            None,
-            None,
-        ),
-    }
+    })
 }
 
 /// Splits a config into its settings and its secrets. A secret sent back as the mask of the
@@ -288,7 +305,7 @@ fn split_config(
         match value {
             Value::Null => {}
             Value::String(s)
-                if stored_value.and_then(Value::as_str).map(mask).as_deref()
+                if stored_value.map(|v| mask_of(fields, &name, v)).as_deref()
                     == Some(s.as_str()) =>
             {
                 secrets.insert(name, stored_value.cloned().expect("matched a stored value"));
@@ -306,6 +323,15 @@ fn split_config(
         }
     }
     (settings, secrets)
+}
+
+/// The mask of secret field `name` holding `value`.
+fn mask_of(fields: &[validate::Field], name: &str, value: &Value) -> String {
+    let text = value.as_str().unwrap_or_default();
+    match field_named(fields, name) {
+        Some(field) => field.mask(text),
+        None => secrets::mask(text, None, false),
+    }
 }
 
 /// The settings of a stored config: everything but the (masked) secrets.
@@ -568,22 +594,125 @@ fn upsert_integration_config(integration_type: &str, config: JsonB) -> Uuid {
     })
 }
 
-/// Re-seals every config whose secrets use an older key (service role only); returns how many.
+/// Re-seals every config whose secrets use an older key (service role only). A row whose
+/// secrets no configured key opens is not resealed: it is marked `error` (unless disabled) so
+/// its owner sees it must be entered again, and counted; it never stops the others.
 #[pg_extern(volatile)]
-fn rotate_integration_secrets() -> i64 {
+fn rotate_integration_secrets(
+) -> TableIterator<'static, (name!(resealed, i64), name!(undecryptable, i64))> {
     require_verifier("dana.rotate_integration_secrets()");
     let keys = keyring();
-    Spi::get_one_with_args::<i64>(
-        &format!(
-            "WITH resealed AS (UPDATE {TABLE} SET updated_at = updated_at
-                                 WHERE secrets IS NOT NULL AND secrets_key_version <> $1 RETURNING 1)
-             SELECT count(*) FROM resealed"
+    let current = keys.current_version();
+    let stale = format!("secrets IS NOT NULL AND secrets_key_version <> {current}");
+    let counts = Spi::connect_mut(|client| -> Result<(i64, i64), pgrx::spi::Error> {
+        let before = client
+            .update(
+                &format!("SELECT count(*) FROM {TABLE} WHERE {stale}"),
+                None,
+                &[],
+            )?
+            .first()
+            .get::<i64>(1)?
+            .unwrap_or(0);
+        // The guard reseals each row it can open with the current key and leaves the rest as is.
+        client.update(
+            &format!("UPDATE {TABLE} SET updated_at = updated_at WHERE {stale}"),
+            None,
+            &[],
+        )?;
+        let stuck = client
+            .update(
+                &format!(
+                    "WITH stuck AS (SELECT id, status FROM {TABLE} WHERE {stale}),
+                          marked AS (UPDATE {TABLE} c SET status = 'error',
+                                            last_error = 'the stored secrets cannot be decrypted with the configured keys: enter them again'
+                                       FROM stuck WHERE c.id = stuck.id AND stuck.status <> 'disabled' RETURNING 1)
+                     SELECT count(*) FROM stuck"
+                ),
+                None,
+                &[],
+            )?
+            .first()
+            .get::<i64>(1)?
+            .unwrap_or(0);
+        Ok((before - stuck, stuck))
+    });
+    let (resealed, stuck) = counts.unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            e.to_string(),
+            None,
+            None,
+        )
+    });
+    TableIterator::once((resealed, stuck))
+}
+
+/// What an archived payload (such as a refused legacy row) is bound to: its archive row's id.
+fn archive_binding(archive_id: &str) -> Binding<'_> {
+    Binding {
+        row_id: archive_id,
+        user_id: "",
+        integration_type: "dana_meta.archive",
+    }
+}
+
+/// Seals a JSON payload that must be kept but not in clear, bound to the id of the row that will
+/// hold it. Used by `migrate_legacy_integrations_config()` for refused rows.
+#[pg_extern(volatile)]
+fn seal_archived(
+    archive_id: Uuid,
+    payload: JsonB,
+) -> TableIterator<'static, (name!(key_version, i32), name!(sealed, Vec<u8>))> {
+    let plain = serde_json::to_vec(&payload.0).expect("JSON serializes");
+    let id = archive_id.to_string();
+    let (version, sealed) = keyring().seal(&plain, &archive_binding(&id));
+    TableIterator::once((version, sealed))
+}
+
+/// A refused legacy integrations row, in clear (service role only), to fix and re-enter it.
+#[pg_extern(volatile)]
+fn archived_legacy_integration(reject_id: Uuid) -> JsonB {
+    require_verifier("dana.archived_legacy_integration()");
+    let not_found = || -> ! {
+        raise(
+            PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            format!("no refused legacy integration with id {reject_id}"),
+            None,
+            None,
+        )
+    };
+    if Spi::get_one::<bool>(
+        "SELECT to_regclass('dana_meta.integrations_config_rejects') IS NOT NULL",
+    ) != Ok(Some(true))
+    {
+        not_found();
+    }
+    let (sealed, version) = match Spi::get_two_with_args::<Vec<u8>, i32>(
+        "SELECT sealed_row, key_version FROM dana_meta.integrations_config_rejects WHERE id = $1",
+        &[reject_id.into()],
+    ) {
+        Ok((Some(sealed), Some(version))) => (sealed, version),
+        Ok(_) | Err(pgrx::spi::Error::InvalidPosition) => not_found(),
+        Err(e) => raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            e.to_string(),
+            None,
+            None,
         ),
-        &[keys.current_version().into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(0)
+    };
+    let id = reject_id.to_string();
+    let plain = keyring()
+        .open(version, &sealed, &archive_binding(&id))
+        .unwrap_or_else(|e| {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                e.to_string(),
+                None,
+                None,
+            )
+        });
+    JsonB(serde_json::from_slice(&plain).unwrap_or(Value::Null))
 }
 
 /// The supported integration types and their fields, for building forms.
@@ -606,9 +735,6 @@ fn integration_types() -> TableIterator<
 
 extension_sql!(
     r#"
-REVOKE ALL ON FUNCTION dana.integration_secrets(uuid) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dana.record_integration_verification(uuid, boolean, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION dana.rotate_integration_secrets() FROM PUBLIC;
 COMMENT ON FUNCTION dana.integration_configs_guard() IS
   'BEFORE INSERT OR UPDATE trigger of public.integration_configs: validates config per type (listing every problem), encrypts secrets (XChaCha20-Poly1305, bound to row, user, type and key version) leaving masks in config, and enforces the status life cycle.';
 COMMENT ON FUNCTION dana.integration_secrets(uuid) IS
@@ -618,7 +744,11 @@ COMMENT ON FUNCTION dana.record_integration_verification(uuid, boolean, text) IS
 COMMENT ON FUNCTION dana.upsert_integration_config(text, jsonb) IS
   'Creates or replaces the signed-in user''s config of one type and returns its id. Secrets left out keep their stored values; masked values sent back are kept too.';
 COMMENT ON FUNCTION dana.rotate_integration_secrets() IS
-  'Re-encrypts every integration secret sealed with an older key version than the newest in dana.secret_keys; returns the count. Service role only.';
+  'Re-encrypts every integration secret sealed with an older key version than the newest in dana.secret_keys. Returns how many configs are now sealed with the newest key, and how many could not be decrypted (those are marked error, unless disabled, and keep their old ciphertext). Service role only.';
+COMMENT ON FUNCTION dana.seal_archived(uuid, jsonb) IS
+  'Seals a JSON payload with the integration secrets'' keys, bound to the id of the archive row that keeps it (used for refused legacy rows).';
+COMMENT ON FUNCTION dana.archived_legacy_integration(uuid) IS
+  'A refused legacy integrations row from dana_meta.integrations_config_rejects, in clear. Service role only.';
 COMMENT ON FUNCTION dana.integration_types() IS 'The supported integration types and their fields (required, secret).';
 "#,
     name = "integrations_grants",
@@ -628,12 +758,14 @@ COMMENT ON FUNCTION dana.integration_types() IS 'The supported integration types
         rotate_integration_secrets,
         integration_configs_guard,
         upsert_integration_config,
-        integration_types
+        integration_types,
+        seal_archived,
+        archived_legacy_integration
     ]
 );
 
 extension_sql_file!(
     "../../sql/legacy_integrations.sql",
     name = "legacy_integrations",
-    requires = [integration_configs_guard]
+    requires = [integration_configs_guard, seal_archived]
 );

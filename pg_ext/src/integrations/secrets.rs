@@ -22,6 +22,7 @@ const FORMAT_V1: u8 = 1;
 const NONCE_LEN: usize = 24;
 
 pub static SECRET_KEYS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static ALLOWED_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Registers `dana.secret_keys`. Called from `_PG_init`.
 pub fn define_settings() {
@@ -33,6 +34,22 @@ pub fn define_settings() {
         GucContext::Suset,
         GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
     );
+    GucRegistry::define_string_guc(
+        c"dana.integration_allowed_hosts",
+        c"Private hosts integration configs may name: comma-separated names, addresses or CIDR blocks.",
+        c"Loopback, private and link-local hosts are refused unless listed here. Superuser-only.",
+        &ALLOWED_HOSTS,
+        GucContext::Suset,
+        GucFlags::empty(),
+    );
+}
+
+/// The operator's exceptions to the public-hosts rule (`dana.integration_allowed_hosts`).
+pub fn allowed_hosts() -> super::hosts::HostPolicy {
+    ALLOWED_HOSTS
+        .get()
+        .map(|raw| super::hosts::HostPolicy::parse(&raw.to_string_lossy()))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -167,18 +184,19 @@ impl Binding<'_> {
     }
 }
 
-/// What API roles see in place of a secret: never more than a recognisable prefix (such as
-/// `xoxb-`) and the last four characters, and nothing at all of a short secret.
-pub fn mask(secret: &str) -> String {
+/// What API roles see in place of a secret. A secret is never shown beyond a prefix everyone
+/// knows (`xoxb-`, the field's documented prefix) and, for long random tokens only (24
+/// characters or more), the last four characters: enough to tell two tokens apart, a sixth of the
+/// token at most. Passwords and short secrets show nothing. Every mask contains `…`, so a mask
+/// sent back is recognised and never stored as a secret.
+pub fn mask(secret: &str, known_prefix: Option<&str>, tail_allowed: bool) -> String {
+    let prefix = known_prefix.filter(|p| secret.starts_with(p)).unwrap_or("");
     let chars: Vec<char> = secret.chars().collect();
-    if chars.len() < 12 {
-        return "********".to_owned();
-    }
-    let prefix: String = match chars.iter().take(6).position(|c| *c == '-' || *c == '_') {
-        Some(i) if i > 0 => chars[..=i].iter().collect(),
-        _ => String::new(),
+    let tail: String = if tail_allowed && chars.len() >= 24 {
+        chars[chars.len() - 4..].iter().collect()
+    } else {
+        String::new()
     };
-    let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{prefix}…{tail}")
 }
 
@@ -249,9 +267,19 @@ mod unit {
 
     #[test]
     fn masks_reveal_little() {
-        assert_eq!(mask("xoxb-1234567890-abcd1a2b"), "xoxb-…1a2b");
-        assert_eq!(mask("sk_live_abcdefghijkl"), "sk_…ijkl");
-        assert_eq!(mask("averylongpassword"), "…word");
-        assert_eq!(mask("hunter2"), "********");
+        assert_eq!(
+            mask("xoxb-1234567890-abcd1a2b", Some("xoxb-"), true),
+            "xoxb-…1a2b"
+        );
+        // A short token shows its known prefix only; a password nothing at all.
+        assert_eq!(mask("xoxb-123456", Some("xoxb-"), true), "xoxb-…");
+        assert_eq!(mask("abcde_fghijk", None, true), "…");
+        assert_eq!(mask("a-very-long-password-of-30-chars", None, false), "…");
+        // A prefix is shown only when it is the field's documented one.
+        assert_eq!(
+            mask("sk_live_abcdefghijklmnopqrstuvwx", None, true),
+            "…uvwx"
+        );
+        assert_eq!(mask("hunter2", Some("xoxb-"), true), "…");
     }
 }

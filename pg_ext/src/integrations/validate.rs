@@ -5,6 +5,7 @@
 //! every problem instead of stopping at the first, so a form can show them all at once. Unknown
 //! fields are refused too: a secret sent under an unexpected name must never be stored in clear.
 
+use super::hosts::{mongodb_hosts, HostPolicy};
 use serde_json::{Map, Value};
 
 /// How a field's value is checked.
@@ -47,6 +48,24 @@ pub struct Field {
     pub required: bool,
     pub secret: bool,
     check: Check,
+}
+
+impl Field {
+    /// The mask API roles see in place of this secret field's value (see [`super::secrets::mask`]):
+    /// tokens may show their documented prefix and, when long, their last characters; passwords,
+    /// connection strings and key files show nothing.
+    pub fn mask(&self, secret: &str) -> String {
+        let (prefix, tail) = match self.check {
+            Check::Token(prefixes) => {
+                let prefix = prefixes.iter().copied().find(|p| secret.starts_with(p));
+                // A URI's tail is its database or options, not a random token.
+                (prefix, !prefix.is_some_and(|p| p.ends_with("://")))
+            }
+            Check::Opaque | Check::Hex => (None, true),
+            _ => (None, false),
+        };
+        super::secrets::mask(secret, prefix, tail)
+    }
 }
 
 const fn field(name: &'static str, required: bool, secret: bool, check: Check) -> Field {
@@ -156,6 +175,11 @@ const MONGODB: &[Field] = &[
     field("database", true, false, Check::Text),
 ];
 
+/// The field `name` of a type, if it has one.
+pub fn field_named<'a>(fields: &'a [Field], name: &str) -> Option<&'a Field> {
+    fields.iter().find(|f| f.name == name)
+}
+
 /// Every supported integration type and its fields.
 pub const TYPES: &[(&str, &[Field])] = &[
     ("slack", SLACK),
@@ -200,7 +224,8 @@ impl Problem {
 }
 
 /// Checks a complete config (settings and secrets together, as one object) against its type.
-pub fn validate(fields: &[Field], config: &Map<String, Value>) -> Vec<Problem> {
+/// Hosts it names must pass `hosts` (public, unless allowed by the operator).
+pub fn validate(fields: &[Field], config: &Map<String, Value>, hosts: &HostPolicy) -> Vec<Problem> {
     let mut problems = Vec::new();
     for key in config.keys() {
         if !fields.iter().any(|f| f.name == key) {
@@ -214,7 +239,7 @@ pub fn validate(fields: &[Field], config: &Map<String, Value>) -> Vec<Problem> {
             }
             None | Some(Value::Null) => {}
             Some(value) => {
-                if let Err(problem) = check(f.check, value) {
+                if let Err(problem) = check(f.check, value, hosts) {
                     problems.push(Problem::new(f.name, problem));
                 }
             }
@@ -223,7 +248,7 @@ pub fn validate(fields: &[Field], config: &Map<String, Value>) -> Vec<Problem> {
     problems
 }
 
-fn check(check: Check, value: &Value) -> Result<(), String> {
+fn check(check: Check, value: &Value, hosts: &HostPolicy) -> Result<(), String> {
     match check {
         Check::Port => {
             let port = match value {
@@ -252,9 +277,31 @@ fn check(check: Check, value: &Value) -> Result<(), String> {
             if text.trim().is_empty() {
                 return Err("must not be empty".into());
             }
-            check_text(check, text)
+            check_text(check, text)?;
+            check_hosts(check, text, hosts)
         }
     }
+}
+
+/// The hosts a well-formed value names must be ones an integration may reach.
+fn check_hosts(check: Check, text: &str, hosts: &HostPolicy) -> Result<(), String> {
+    let named: Vec<String> = match check {
+        Check::Host => vec![text.to_owned()],
+        Check::HttpsUrl => url::Url::parse(text)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .into_iter()
+            .collect(),
+        Check::Token(prefixes) if prefixes.iter().any(|p| p.starts_with("mongodb")) => {
+            let found = mongodb_hosts(text);
+            if found.is_empty() {
+                return Err("must name at least one host".into());
+            }
+            found
+        }
+        _ => return Ok(()),
+    };
+    named.iter().try_for_each(|host| hosts.check(host))
 }
 
 fn check_text(check: Check, text: &str) -> Result<(), String> {
@@ -370,10 +417,14 @@ mod unit {
     use serde_json::json;
 
     fn problems(kind: &str, config: Value) -> Vec<String> {
-        validate(fields_of(kind).unwrap(), config.as_object().unwrap())
-            .into_iter()
-            .map(|p| format!("{}: {}", p.field, p.problem))
-            .collect()
+        validate(
+            fields_of(kind).unwrap(),
+            config.as_object().unwrap(),
+            &HostPolicy::default(),
+        )
+        .into_iter()
+        .map(|p| format!("{}: {}", p.field, p.problem))
+        .collect()
     }
 
     #[test]
@@ -410,6 +461,45 @@ mod unit {
             c["smtp_port"] = port.clone();
             assert_eq!(problems("email", c).is_empty(), ok, "port {port}");
         }
+    }
+
+    #[test]
+    fn internal_hosts_are_refused_in_every_field_that_names_one() {
+        let email = |host: &str| {
+            problems(
+                "email",
+                json!({"smtp_host": host, "smtp_port": 25, "username": "u", "password": "p",
+                       "from_address": "a@example.com"}),
+            )
+        };
+        assert!(email("smtp.example.com").is_empty());
+        assert!(email("169.254.169.254")[0].starts_with("smtp_host: 169.254.169.254 is a loopback"));
+        let pg = problems(
+            "postgresql",
+            json!({"host": "localhost", "database": "d", "username": "u", "password": "p"}),
+        );
+        assert!(pg[0].starts_with("host: localhost names a local"), "{pg:?}");
+        let sf = problems(
+            "salesforce",
+            json!({"instance_url": "https://10.0.0.8/", "client_id": "id", "client_secret": "s"}),
+        );
+        assert_eq!(sf.len(), 1, "{sf:?}");
+        let mongo = |uri: &str| {
+            problems(
+                "mongodb",
+                json!({"connection_string": uri, "database": "d"}),
+            )
+        };
+        assert!(mongo("mongodb://u:p@db.example.com:27017/x").is_empty());
+        assert_eq!(mongo("mongodb://u:p@db.example.com,127.0.0.1/x").len(), 1);
+        let allowed = validate(
+            fields_of("postgresql").unwrap(),
+            json!({"host": "10.0.0.5", "database": "d", "username": "u", "password": "p"})
+                .as_object()
+                .unwrap(),
+            &HostPolicy::parse("10.0.0.0/8"),
+        );
+        assert!(allowed.is_empty(), "{allowed:?}");
     }
 
     #[test]

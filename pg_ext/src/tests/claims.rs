@@ -88,7 +88,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn tenant_admin_and_roles_come_from_app_metadata() {
+    fn a_tenant_admin_is_an_admin_of_that_tenant_only() {
         set_claims(&format!(
             r#"{{"sub":"{ALICE}","role":"authenticated",
                 "app_metadata":{{"tenant_id":"10000000-0000-4000-8000-000000000001","role":"admin","roles":["editor"]}}}}"#
@@ -97,14 +97,91 @@ mod tests {
             one::<String>("SELECT dana.tenant_id()::text").as_deref(),
             Some("10000000-0000-4000-8000-000000000001")
         );
-        assert_eq!(one::<bool>("SELECT dana.is_admin()"), Some(true));
+        assert_eq!(
+            one::<String>("SELECT dana.tenant_role()").as_deref(),
+            Some("admin")
+        );
+        assert_eq!(one::<bool>("SELECT dana.is_tenant_admin()"), Some(true));
+        assert_eq!(one::<bool>("SELECT dana.is_tenant_owner()"), Some(false));
+        assert_eq!(one::<bool>("SELECT dana.is_platform_admin()"), Some(false));
+        assert_eq!(
+            one::<bool>("SELECT dana.is_admin()"),
+            Some(false),
+            "the old name means the platform now"
+        );
         assert_eq!(one::<bool>("SELECT dana.has_role('editor')"), Some(true));
         assert_eq!(one::<bool>("SELECT dana.has_role('owner')"), Some(false));
         assert_eq!(one::<bool>("SELECT dana.has_role(NULL)"), None);
         set_claims(r#"{"role":"service_role"}"#);
-        assert_eq!(one::<bool>("SELECT dana.is_admin()"), Some(true));
+        assert_eq!(one::<bool>("SELECT dana.is_platform_admin()"), Some(true));
+        assert_eq!(one::<bool>("SELECT dana.is_tenant_admin()"), Some(false));
+        set_claims(&format!(
+            r#"{{"sub":"{BOB}","role":"authenticated","app_metadata":{{"platform_admin":true}}}}"#
+        ));
+        assert_eq!(one::<bool>("SELECT dana.is_platform_admin()"), Some(true));
         set_claims(&claims_of(BOB));
-        assert_eq!(one::<bool>("SELECT dana.is_admin()"), Some(false));
+        assert_eq!(
+            one::<bool>("SELECT dana.is_platform_admin() OR dana.is_tenant_admin()"),
+            Some(false)
+        );
+    }
+
+    /// The memo of resolved claims must follow the setting on every path, not only statements
+    /// that pass through the executor: utility SETs, DO and CALL bodies, PL/pgSQL expressions.
+    #[pg_test]
+    fn a_changed_setting_is_seen_on_every_path() {
+        run("CREATE TABLE public.seen (who text)");
+        run("CREATE PROCEDURE public.remember(who uuid) LANGUAGE sql AS 'INSERT INTO public.seen VALUES (who::text)'");
+        run(&format!(
+            "SET LOCAL request.jwt.claims = '{}'",
+            claims_of(ALICE)
+        ));
+        assert_eq!(
+            one::<String>("SELECT dana.uid()::text").as_deref(),
+            Some(ALICE)
+        );
+        // The issue's reproduction: a utility SET, then a DO body.
+        run(&format!(
+            "SET LOCAL request.jwt.claims = '{}'",
+            claims_of(BOB)
+        ));
+        run("DO $$ BEGIN INSERT INTO public.seen VALUES (dana.uid()::text); END $$");
+        // A CALL argument, right after another utility SET.
+        run(&format!(
+            "SET LOCAL request.jwt.claims = '{}'",
+            claims_of(ALICE)
+        ));
+        run("CALL public.remember(dana.uid())");
+        // Inside one PL/pgSQL block, a set_config() followed by an expression (no executor start).
+        run(&format!(
+            "DO $$ BEGIN PERFORM set_config('request.jwt.claims', '{}', true);
+                        INSERT INTO public.seen VALUES (dana.uid()::text); END $$",
+            claims_of(BOB)
+        ));
+        assert_eq!(
+            crate::tests::strings("SELECT who FROM public.seen"),
+            [BOB, ALICE, BOB]
+        );
+    }
+
+    #[pg_test]
+    fn a_rolled_back_subtransaction_restores_the_identity() {
+        set_claims(&claims_of(ALICE));
+        assert_eq!(
+            one::<String>("SELECT dana.uid()::text").as_deref(),
+            Some(ALICE)
+        );
+        // Set Bob inside a subtransaction that fails: PostgreSQL restores Alice, and so must we.
+        let err = error_of(&format!(
+            "DO $$ BEGIN PERFORM set_config('request.jwt.claims', '{}', true);
+                        PERFORM dana.uid(); RAISE EXCEPTION 'undo'; END $$",
+            claims_of(BOB)
+        ));
+        assert!(err.unwrap().contains("undo"));
+        assert_eq!(
+            one::<String>("SELECT dana.uid()::text").as_deref(),
+            Some(ALICE)
+        );
     }
 
     #[pg_test]

@@ -200,16 +200,22 @@ mod tests {
         let id = insert_slack(ALICE);
         run("SET LOCAL dana.secret_keys = '1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM='");
         assert_eq!(
-            one::<i64>("SELECT dana.rotate_integration_secrets()"),
-            Some(1)
+            one::<String>(
+                "SELECT resealed || '/' || undecryptable FROM dana.rotate_integration_secrets()"
+            )
+            .as_deref(),
+            Some("1/0")
         );
         assert_eq!(
             one::<i32>("SELECT secrets_key_version FROM public.integration_configs"),
             Some(3)
         );
         assert_eq!(
-            one::<i64>("SELECT dana.rotate_integration_secrets()"),
-            Some(0)
+            one::<String>(
+                "SELECT resealed || '/' || undecryptable FROM dana.rotate_integration_secrets()"
+            )
+            .as_deref(),
+            Some("0/0")
         );
         run("SET LOCAL dana.secret_keys = '3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM='");
         let secrets = one::<pgrx::JsonB>(&format!("SELECT dana.integration_secrets('{id}')"))
@@ -316,8 +322,20 @@ mod tests {
             one::<i64>("SELECT count(*) FROM public.integration_configs WHERE secrets IS NOT NULL"),
             Some(1)
         );
-        assert_eq!(one::<bool>("SELECT to_regclass('public.integrations_config') IS NULL AND to_regclass('dana_meta.integrations_config') IS NOT NULL"), Some(true));
-        assert_eq!(one::<i64>("SELECT count(*) FROM dana_meta.integrations_config_rejects WHERE reason LIKE 'invalid slack integration config%'"), Some(1));
+        // The old table, secrets in clear, is gone; the refused row is kept, sealed.
+        assert_eq!(one::<bool>("SELECT to_regclass('public.integrations_config') IS NULL AND to_regclass('dana_meta.integrations_config') IS NULL"), Some(true));
+        assert_eq!(one::<i64>(&format!("SELECT count(*) FROM dana_meta.integrations_config_rejects WHERE reason LIKE 'invalid slack integration config%' AND user_id = '{BOB}' AND integration_type = 'slack'")), Some(1));
+        assert_eq!(
+            one::<bool>("SELECT position('\"bad\"'::bytea in sealed_row) = 0 FROM dana_meta.integrations_config_rejects"),
+            Some(true),
+            "the refused row's config is not stored in clear"
+        );
+        let archived = one::<pgrx::JsonB>("SELECT dana.archived_legacy_integration(id) FROM dana_meta.integrations_config_rejects").unwrap().0;
+        assert_eq!(
+            archived["settings"]["bot_token"], "bad",
+            "the operator reads it back whole"
+        );
+        assert_eq!(archived["user_id"], BOB);
         assert_eq!(
             one::<String>(
                 "SELECT moved || '/' || rejected FROM dana.migrate_legacy_integrations_config()"
@@ -334,5 +352,105 @@ mod tests {
             Some(10)
         );
         assert_eq!(one::<bool>("SELECT secret FROM dana.integration_types() WHERE integration_type = 'email' AND field = 'password'"), Some(true));
+    }
+
+    #[pg_test]
+    fn short_secrets_and_passwords_show_nothing() {
+        configs_table();
+        run(&format!(
+            r#"INSERT INTO public.integration_configs (user_id, integration_type, config) VALUES ('{ALICE}', 'email',
+               '{{"smtp_host":"smtp.example.com","smtp_port":587,"username":"u","password":"abcde_fghijk","from_address":"a@example.com"}}')"#
+        ));
+        assert_eq!(
+            one::<String>("SELECT config->>'password' FROM public.integration_configs").as_deref(),
+            Some("…")
+        );
+        // Sent back as shown, the stored password stays.
+        run(r#"UPDATE public.integration_configs SET config = config || '{"from_name":"Alice"}'"#);
+        let id = one::<String>("SELECT id::text FROM public.integration_configs").unwrap();
+        assert_eq!(
+            one::<pgrx::JsonB>(&format!("SELECT dana.integration_secrets('{id}')"))
+                .unwrap()
+                .0["password"],
+            "abcde_fghijk"
+        );
+    }
+
+    #[pg_test]
+    fn an_undecryptable_row_can_still_be_disabled_rotated_past_and_re_entered() {
+        configs_table();
+        run("SET LOCAL dana.secret_keys = '1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE='");
+        let broken = insert_slack(ALICE);
+        let fine = insert_slack(BOB);
+        // Bob's row is resealed with key 3; then key 1 is removed too early, before Alice's was.
+        run("SET LOCAL dana.secret_keys = '1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM='");
+        run(&format!(
+            "UPDATE public.integration_configs SET updated_at = updated_at WHERE id = '{fine}'"
+        ));
+        run("SET LOCAL dana.secret_keys = '3:AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM='");
+        assert_eq!(
+            one::<String>(
+                "SELECT resealed || '/' || undecryptable FROM dana.rotate_integration_secrets()"
+            )
+            .as_deref(),
+            Some("0/1"),
+            "rotation goes on past a row it cannot open"
+        );
+        assert_eq!(
+            one::<String>(&format!("SELECT status || ': ' || last_error FROM public.integration_configs WHERE id = '{broken}'")).as_deref(),
+            Some("error: the stored secrets cannot be decrypted with the configured keys: enter them again")
+        );
+        // Its owner can still disable it…
+        as_user(ALICE);
+        run(&format!(
+            "UPDATE public.integration_configs SET status = 'disabled' WHERE id = '{broken}'"
+        ));
+        // …and, re-entering the secret, replace what no key opens.
+        let err = error_of(&format!(
+            r#"UPDATE public.integration_configs SET config = '{{"channel_id":"C0123456789","bot_token":"xoxb-…ijkl"}}', status = 'pending' WHERE id = '{broken}'"#
+        ))
+        .unwrap();
+        assert!(err.contains("bot_token looks like a masked value"), "{err}");
+        run(&format!(
+            r#"UPDATE public.integration_configs SET config = '{{"channel_id":"C0123456789","bot_token":"xoxb-2222-new-token-abcdefgh"}}', status = 'pending' WHERE id = '{broken}'"#
+        ));
+        run("RESET ROLE");
+        assert_eq!(
+            one::<pgrx::JsonB>(&format!("SELECT dana.integration_secrets('{broken}')"))
+                .unwrap()
+                .0,
+            serde_json::json!({"bot_token": "xoxb-2222-new-token-abcdefgh"})
+        );
+    }
+
+    #[pg_test]
+    fn configs_cannot_point_at_internal_hosts_unless_the_operator_allows_them() {
+        configs_table();
+        let insert = |host: &str| {
+            error_of(&format!(
+                r#"INSERT INTO public.integration_configs (user_id, integration_type, config) VALUES ('{ALICE}', 'postgresql',
+                   '{{"host":"{host}","database":"d","username":"u","password":"p"}}')"#
+            ))
+        };
+        for host in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "localhost",
+            "2130706433",
+        ] {
+            let err = insert(host).unwrap_or_else(|| panic!("{host} was accepted"));
+            assert!(
+                err.starts_with("23514: invalid postgresql integration config: host "),
+                "{err}"
+            );
+        }
+        run("SET LOCAL dana.integration_allowed_hosts = '10.0.0.0/8'");
+        assert_eq!(insert("10.1.2.3"), None);
+        // The setting is the superuser's.
+        as_user(ALICE);
+        let err = error_of("SET dana.integration_allowed_hosts = '0.0.0.0/0'").unwrap();
+        assert!(err.starts_with("42501"), "{err}");
+        run("RESET ROLE");
     }
 }

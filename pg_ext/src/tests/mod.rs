@@ -1,6 +1,7 @@
 //! `#[pg_test]`s: every SQL function of the extension, error paths included. Each test runs in
 //! its own transaction, which is rolled back; roles created here disappear with it.
 
+mod api_keys;
 mod claims;
 mod integrations;
 mod rls;

@@ -85,6 +85,18 @@ mod tests {
             err,
             "42703: dana: table notes has no column \"owner_id\" (the owner column)"
         );
+        // The hint says what the argument is for, in plain words.
+        let hint = one::<String>(
+            "DO $$ BEGIN PERFORM dana.enable_owner_rls('public.notes', 'nope');
+               EXCEPTION WHEN OTHERS THEN
+                 DECLARE h text; BEGIN GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+                   PERFORM set_config('dana_test.hint', h, true); END; END $$;
+             SELECT current_setting('dana_test.hint')",
+        );
+        assert_eq!(
+            hint.as_deref(),
+            Some("The owner column is the uuid column of notes that holds the id of the user who owns each row (compared with dana.uid()). Pass the name of that column.")
+        );
         let err = error_of("SELECT dana.enable_owner_rls('public.notes', 'body')").unwrap();
         assert_eq!(err, "42804: dana: column \"body\" of table notes has type text, but the owner column must be uuid");
         let err = error_of("SELECT dana.enable_tenant_rls('public.notes', 'nope')").unwrap();
@@ -130,7 +142,7 @@ mod tests {
         );
         assert_eq!(
             one::<String>("SELECT pg_get_expr(polwithcheck, polrelid) FROM pg_policy WHERE polname = 'dana_admin_insert'").as_deref(),
-            Some("( SELECT dana.is_admin() AS is_admin)")
+            Some("( SELECT dana.is_platform_admin() AS is_platform_admin)")
         );
         // A user's own policy is never touched.
         run("CREATE POLICY my_policy ON public.notes FOR SELECT USING (true)");
@@ -148,7 +160,13 @@ mod tests {
         );
         assert_eq!(
             one::<String>("SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'dana_tenant_update'").as_deref(),
-            Some("((tenant_id = ( SELECT dana.tenant_id() AS tenant_id)) AND (user_id = ( SELECT dana.uid() AS uid)))")
+            Some("((tenant_id = ( SELECT dana.tenant_id() AS tenant_id)) AND ((user_id = ( SELECT dana.uid() AS uid)) OR ( SELECT dana.is_tenant_admin() AS is_tenant_admin)))")
+        );
+        // Without an owner column, only the tenant's admins write.
+        run("SELECT dana.enable_tenant_rls('public.notes', 'tenant_id')");
+        assert_eq!(
+            one::<String>("SELECT pg_get_expr(polwithcheck, polrelid) FROM pg_policy WHERE polname = 'dana_tenant_insert'").as_deref(),
+            Some("((tenant_id = ( SELECT dana.tenant_id() AS tenant_id)) AND ( SELECT dana.is_tenant_admin() AS is_tenant_admin))")
         );
         assert_eq!(one::<i64>("SELECT count(*) FROM pg_indexes WHERE tablename = 'notes' AND indexname IN ('notes_tenant_id_idx', 'notes_user_id_idx')"), Some(2));
     }
@@ -189,6 +207,112 @@ mod tests {
         );
         assert_eq!(
             one::<i64>("SELECT count(*) FROM dana.rls_audit('no_such_schema')"),
+            Some(0)
+        );
+    }
+
+    fn api_role() {
+        run("CREATE ROLE dana_test_api NOLOGIN");
+        run("GRANT ALL ON public.notes TO dana_test_api");
+        run("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO dana_test_api");
+        run("GRANT USAGE ON SCHEMA dana, tests TO dana_test_api");
+    }
+
+    #[pg_test]
+    fn public_read_lets_everyone_read_and_only_owners_or_platform_admins_write() {
+        notes_table();
+        api_role();
+        run("SELECT dana.enable_public_read_rls('public.notes', 'user_id')");
+        set_claims(&claims_of(ALICE));
+        run("SET LOCAL ROLE dana_test_api");
+        assert_eq!(one::<i64>("SELECT count(*) FROM public.notes"), Some(2));
+        assert_eq!(
+            one::<i64>(
+                "WITH u AS (UPDATE public.notes SET body = 'x' RETURNING 1) SELECT count(*) FROM u"
+            ),
+            Some(1)
+        );
+        assert_eq!(one::<i64>("WITH d AS (DELETE FROM public.notes WHERE body = 'bob''s' RETURNING 1) SELECT count(*) FROM d"), Some(0));
+        run("RESET ROLE");
+        // Without an owner column: writes are the platform's.
+        run("SELECT dana.enable_public_read_rls('public.notes')");
+        run("SET LOCAL ROLE dana_test_api");
+        assert_eq!(
+            one::<i64>(
+                "WITH u AS (UPDATE public.notes SET body = 'y' RETURNING 1) SELECT count(*) FROM u"
+            ),
+            Some(0)
+        );
+        set_claims(r#"{"role":"authenticated","app_metadata":{"platform_admin":true}}"#);
+        assert_eq!(
+            one::<i64>(
+                "WITH u AS (UPDATE public.notes SET body = 'y' RETURNING 1) SELECT count(*) FROM u"
+            ),
+            Some(2)
+        );
+        run("RESET ROLE");
+    }
+
+    #[pg_test]
+    fn tenant_admins_write_their_tenant_and_never_the_catalogues() {
+        notes_table();
+        api_role();
+        run("UPDATE public.notes SET tenant_id = '10000000-0000-4000-8000-000000000001'");
+        run("INSERT INTO public.notes (user_id, tenant_id, body) VALUES (gen_random_uuid(), '20000000-0000-4000-8000-000000000002', 'other tenant')");
+        run("SELECT dana.enable_tenant_rls('public.notes', 'tenant_id', 'user_id')");
+        run("CREATE TABLE public.catalogue (id int, price int)");
+        run("INSERT INTO public.catalogue VALUES (1, 100)");
+        run("GRANT ALL ON public.catalogue TO dana_test_api");
+        run("SELECT dana.enable_admin_write_rls('public.catalogue')");
+        let tenant_admin = format!(
+            r#"{{"sub":"{}","role":"authenticated","app_metadata":{{"tenant_id":"10000000-0000-4000-8000-000000000001","role":"admin"}}}}"#,
+            "ad000000-0000-4000-8000-000000000003"
+        );
+        set_claims(&tenant_admin);
+        run("SET LOCAL ROLE dana_test_api");
+        // Every row of their tenant (Alice's and Bob's here), none of the other tenant's.
+        assert_eq!(one::<i64>("WITH u AS (UPDATE public.notes SET body = 'edited' RETURNING 1) SELECT count(*) FROM u"), Some(2));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM public.notes WHERE body = 'other tenant'"),
+            Some(0)
+        );
+        // The catalogue is not theirs to change.
+        assert_eq!(one::<i64>("WITH u AS (UPDATE public.catalogue SET price = 1 RETURNING 1) SELECT count(*) FROM u"), Some(0));
+        run("RESET ROLE");
+    }
+
+    #[pg_test]
+    fn api_roles_may_execute_only_what_they_need() {
+        run("CREATE ROLE dana_test_plain NOLOGIN");
+        let callable = crate::tests::strings(
+            "SELECT p.proname::text FROM pg_proc p
+              WHERE p.pronamespace = 'dana'::regnamespace
+                AND has_function_privilege('dana_test_plain', p.oid, 'EXECUTE')
+              ORDER BY 1",
+        );
+        assert_eq!(
+            callable,
+            [
+                "create_api_key",
+                "email",
+                "has_role",
+                "integration_types",
+                "is_admin",
+                "is_platform_admin",
+                "is_tenant_admin",
+                "is_tenant_owner",
+                "jwt",
+                "revoke_api_key",
+                "role",
+                "tenant_id",
+                "tenant_role",
+                "uid",
+                "upsert_integration_config"
+            ]
+        );
+        // No function of the extension runs with its owner's rights.
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM pg_proc WHERE pronamespace = 'dana'::regnamespace AND prosecdef"),
             Some(0)
         );
     }
