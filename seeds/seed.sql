@@ -1,6 +1,7 @@
--- Development seed: subscription tiers, two tenants, demo users (alice in "Dana Demo", bob in
--- "Other Co", an admin in "Dana Demo"), a row of every user-owned table for alice and for bob,
--- and knowledge_files rows that still hold base64 content, as the old design stored them.
+-- Development seed: subscription tiers, two tenants, demo users (alice, a member of "Dana Demo";
+-- bob, a member of "Other Co"; admin, the tenant admin of "Dana Demo"; olga, the owner of
+-- "Other Co"; ops, a platform admin of no tenant), a row of every user-owned table for alice and
+-- for bob, and knowledge_files rows that still hold base64 content, as the old design stored them.
 -- Idempotent: every insert skips rows that exist.
 BEGIN;
 
@@ -10,7 +11,11 @@ INSERT INTO auth.users (id, aud, role, email, email_confirmed_at, raw_app_meta_d
   ('b0b00000-0000-4000-8000-000000000002', 'authenticated', 'authenticated', 'bob@other.dana.dev', now(),
    '{"provider":"email","tenant_id":"20000000-0000-4000-8000-000000000002","role":"member"}', '{"full_name":"Bob Other"}'),
   ('ad000000-0000-4000-8000-000000000003', 'authenticated', 'authenticated', 'admin@demo.dana.dev', now(),
-   '{"provider":"email","tenant_id":"10000000-0000-4000-8000-000000000001","role":"admin"}', '{"full_name":"Ada Admin"}')
+   '{"provider":"email","tenant_id":"10000000-0000-4000-8000-000000000001","role":"admin"}', '{"full_name":"Ada Admin"}'),
+  ('0190a000-0000-4000-8000-000000000004', 'authenticated', 'authenticated', 'olga@other.dana.dev', now(),
+   '{"provider":"email","tenant_id":"20000000-0000-4000-8000-000000000002","role":"owner"}', '{"full_name":"Olga Owner"}'),
+  ('0b500000-0000-4000-8000-000000000005', 'authenticated', 'authenticated', 'ops@dana.dev', now(),
+   '{"provider":"email","platform_admin":true}', '{"full_name":"Platform Ops"}')
 ON CONFLICT DO NOTHING;
 
 INSERT INTO public.subscription_tiers (id, slug, name, price_cents, monthly_request_limit, features, sort_order) VALUES
@@ -30,11 +35,21 @@ INSERT INTO public.tenants (id, name, slug) VALUES
 ON CONFLICT DO NOTHING;
 
 INSERT INTO public.tenant_members (tenant_id, user_id, role) VALUES
-  ('10000000-0000-4000-8000-000000000001', 'a11ce000-0000-4000-8000-000000000001', 'member'), ('10000000-0000-4000-8000-000000000001', 'ad000000-0000-4000-8000-000000000003', 'admin'), ('20000000-0000-4000-8000-000000000002', 'b0b00000-0000-4000-8000-000000000002', 'owner')
+  ('10000000-0000-4000-8000-000000000001', 'a11ce000-0000-4000-8000-000000000001', 'member'),
+  ('10000000-0000-4000-8000-000000000001', 'ad000000-0000-4000-8000-000000000003', 'admin'),
+  ('20000000-0000-4000-8000-000000000002', 'b0b00000-0000-4000-8000-000000000002', 'member'),
+  ('20000000-0000-4000-8000-000000000002', '0190a000-0000-4000-8000-000000000004', 'owner')
+ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = EXCLUDED.role;
+
+-- Pending invitations: Olga invites Alice to Other Co, Ada invites Bob to Dana Demo.
+INSERT INTO public.tenant_invitations (id, tenant_id, email, role, invited_by) VALUES
+  ('7f000000-0000-4000-8000-00000000000a', '20000000-0000-4000-8000-000000000002', 'alice@demo.dana.dev', 'member', '0190a000-0000-4000-8000-000000000004'),
+  ('7f000000-0000-4000-8000-00000000000b', '10000000-0000-4000-8000-000000000001', 'bob@other.dana.dev', 'member', 'ad000000-0000-4000-8000-000000000003')
 ON CONFLICT DO NOTHING;
 
 INSERT INTO public.profiles (id, full_name) VALUES
-  ('a11ce000-0000-4000-8000-000000000001', 'Alice Demo'), ('b0b00000-0000-4000-8000-000000000002', 'Bob Other'), ('ad000000-0000-4000-8000-000000000003', 'Ada Admin')
+  ('a11ce000-0000-4000-8000-000000000001', 'Alice Demo'), ('b0b00000-0000-4000-8000-000000000002', 'Bob Other'), ('ad000000-0000-4000-8000-000000000003', 'Ada Admin'),
+  ('0190a000-0000-4000-8000-000000000004', 'Olga Owner'), ('0b500000-0000-4000-8000-000000000005', 'Platform Ops')
 ON CONFLICT DO NOTHING;
 
 INSERT INTO public.user_settings (user_id, theme) VALUES ('a11ce000-0000-4000-8000-000000000001', 'dark'), ('b0b00000-0000-4000-8000-000000000002', 'light'), ('ad000000-0000-4000-8000-000000000003', 'system')

@@ -6,7 +6,8 @@ use crate::auth::ApiKeys;
 use crate::body::Body;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::routes::{health, metrics as metrics_route, rest};
+use crate::routes::health::{self, ReadinessCache};
+use crate::routes::{metrics as metrics_route, rest};
 use crate::settings::BffSettings;
 use dana_supabase::JwtVerifier;
 use http::{Request, Response};
@@ -21,6 +22,7 @@ pub struct App {
     pub api_keys: ApiKeys,
     pub upstream: rest::Upstream,
     pub metrics: Metrics,
+    pub readiness: ReadinessCache,
 }
 
 impl App {
@@ -37,6 +39,7 @@ impl App {
             api_keys,
             upstream,
             metrics: Metrics::default(),
+            readiness: ReadinessCache::default(),
         })
     }
 }
@@ -49,12 +52,14 @@ pub async fn handle(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path();
-    let (route, result) = if path == "/rest/v1" || path.starts_with("/rest/v1/") {
+    let (route, result) = if let Err(refused) = check_head(&app, &request) {
+        ("refused", Err(refused))
+    } else if path == "/rest/v1" || path.starts_with("/rest/v1/") {
         ("rest", rest::proxy(&app, request).await)
     } else {
         match path {
             "/healthz" => ("healthz", Ok(health::healthz())),
-            "/readyz" => ("readyz", Ok(health::readyz(&app).await)),
+            "/readyz" => ("readyz", Ok(health::readyz(&app, request.headers()).await)),
             "/metrics" => ("metrics", metrics_route::render(&app, request.headers())),
             other => ("not_found", Err(ApiError::NotFound(other.to_owned()))),
         }
@@ -63,4 +68,30 @@ pub async fn handle(
     app.metrics
         .observe_request(route, &method, response.status(), started.elapsed());
     Ok(response)
+}
+
+/// Checks every request's head before it is routed: its size against `BFF_MAX_HEADER_BYTES`
+/// (the HTTP parser's own limit, far above, only stops heads too big to buffer), and its path
+/// for `.`/`..` segments.
+fn check_head(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let limit = app.settings.max_header_bytes;
+    // The request line and each `name: value\r\n`, as they came on the wire.
+    let size = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(1, |p| p.as_str().len())
+        + 12
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>();
+    if size > limit {
+        return Err(ApiError::HeadersTooLarge { limit });
+    }
+    if rest::has_dot_segment(request.uri().path()) {
+        return Err(ApiError::DotSegments);
+    }
+    Ok(())
 }

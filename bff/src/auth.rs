@@ -2,7 +2,8 @@
 //! Supabase's API gateway checks them, before anything reaches PostgREST.
 //!
 //! - `apikey`, when sent, must be one of the project's API keys (anon or service_role);
-//! - the Bearer token, when sent, must verify (signature, `exp`/`nbf`/`iat`, `aud`);
+//! - the Bearer token, when sent, must verify (signature, `exp`/`nbf`/`iat`, `aud`); a user's
+//!   token must carry the configured audience, the project's own keys (which have none) need not;
 //! - with only an `apikey`, the key itself is the token (anon key → `anon` role);
 //! - with neither, the request is refused: Supabase's gateway refuses it too.
 
@@ -53,11 +54,30 @@ pub async fn authenticate(
         Some(Ok(_)) => return Err(ApiError::InvalidApiKey),
     };
     let token = bearer.or(apikey).ok_or(ApiError::NoCredentials)?;
-    let claims = verifier.verify(token).await?;
+    // supabase-js sends the anon key as the Bearer token until a user signs in.
+    let claims = if keys.is_project_key(token) {
+        verifier.verify_project_key(token).await?
+    } else {
+        verifier.verify(token).await?
+    };
     Ok(Caller {
         token: token.to_owned(),
         claims,
     })
+}
+
+/// True when the request carries the operator's token (`Authorization: Bearer <token>`),
+/// compared in constant time. False when no token is configured.
+pub fn is_operator(operator_token: Option<&str>, headers: &HeaderMap) -> bool {
+    let Some(token) = operator_token else {
+        return false;
+    };
+    let sent = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| bearer_token(v).ok())
+        .unwrap_or_default();
+    bool::from(sent.as_bytes().ct_eq(token.as_bytes()))
 }
 
 fn bearer_token(value: &str) -> Result<&str, ApiError> {
@@ -159,7 +179,29 @@ mod tests {
             let err = authenticate(&h, &keys, &verifier).await.unwrap_err();
             assert!(err.to_string().starts_with(expected), "{err} for {h:?}");
         }
-        let expired = token(json!({"role": "authenticated", "exp": 1}));
+        // A user's token without `aud` is not Supabase Auth's: refused when an audience is set.
+        let no_audience = token(json!({"role": "authenticated", "sub": "u1"}));
+        let err = authenticate(
+            &headers(&[
+                ("apikey", &keys.anon),
+                ("authorization", &format!("Bearer {no_audience}")),
+            ]),
+            &keys,
+            &verifier,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, ApiError::Token(JwtError::WrongAudience)),
+            "{err}"
+        );
+        // The project's keys carry no audience and pass, as apikey or as Bearer.
+        let bearer_anon = headers(&[
+            ("apikey", &keys.anon),
+            ("authorization", &format!("Bearer {}", keys.anon)),
+        ]);
+        assert!(authenticate(&bearer_anon, &keys, &verifier).await.is_ok());
+        let expired = token(json!({"role": "authenticated", "aud": "authenticated", "exp": 1}));
         let err = authenticate(
             &headers(&[("authorization", &format!("bearer {expired}"))]),
             &keys,

@@ -41,10 +41,16 @@ pub enum ApiError {
         upstream: &'static str,
         details: String,
     },
+    #[error("request headers are larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("the path must not contain . or .. segments")]
+    DotSegments,
     #[error("no route for {0}")]
     NotFound(String),
-    #[error("metrics need the scraper's token")]
-    MetricsToken,
+    #[error("this needs the operator's token")]
+    OperatorToken,
+    #[error("metrics are off")]
+    MetricsOff,
 }
 
 impl ApiError {
@@ -53,14 +59,16 @@ impl ApiError {
             ApiError::NoCredentials
             | ApiError::InvalidApiKey
             | ApiError::NotBearer
-            | ApiError::MetricsToken => StatusCode::UNAUTHORIZED,
+            | ApiError::OperatorToken => StatusCode::UNAUTHORIZED,
             ApiError::Token(JwtError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Token(_) => StatusCode::UNAUTHORIZED,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UpstreamDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::DotSegments => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) | ApiError::MetricsOff => StatusCode::NOT_FOUND,
         }
     }
 
@@ -79,8 +87,11 @@ impl ApiError {
             ApiError::UpstreamDown { details, .. } => ("BFF503", Some(details.clone()), Some("Retry later.".into())),
             ApiError::UpstreamTimeout { .. } => ("BFF504", None, Some("Narrow the query or retry later.".into())),
             ApiError::UpstreamFailed { details, .. } => ("BFF502", Some(details.clone()), None),
+            ApiError::HeadersTooLarge { .. } => ("BFF431", None, Some("Send fewer or smaller headers (cookies included).".into())),
+            ApiError::DotSegments => ("BFF400", None, Some("Name the resource directly, without . or .. (encoded or not).".into())),
             ApiError::NotFound(_) => ("BFF404", None, Some("The API lives under /rest/v1.".into())),
-            ApiError::MetricsToken => ("BFF401", None, Some("Send Authorization: Bearer <BFF_METRICS_TOKEN>.".into())),
+            ApiError::OperatorToken => ("BFF401", None, Some("Send Authorization: Bearer <BFF_OPERATOR_TOKEN>.".into())),
+            ApiError::MetricsOff => ("BFF404", None, Some("Metrics are served only when BFF_OPERATOR_TOKEN is set.".into())),
         };
         ErrorBody {
             code,
@@ -99,6 +110,10 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
+        if matches!(self, ApiError::BodyTooLarge { .. }) {
+            // The rest of the body is not read: the connection ends after this answer.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status() == StatusCode::UNAUTHORIZED {
             // As PostgREST does (RFC 6750), so clients can tell a token problem from the rest.
             let description = self.to_string().replace('"', "'");

@@ -50,7 +50,8 @@ fn cors(app: &App) -> CorsLayer {
             "range-unit",
             "x-client-info",
             "x-request-id",
-            "x-csrf-token",
+            // The static anti-CSRF header cookie-authenticated calls carry (the session routes).
+            "x-csrf",
         ]))
         .expose_headers(names(&[
             "content-range",
@@ -118,6 +119,10 @@ pub async fn serve(
             .timer(TokioTimer::new())
             // Slow-loris guard: the request head must arrive within this time.
             .header_read_timeout(Duration::from_secs(30))
+            // Heads beyond these get a bare 431 from the parser; the BFF's own, lower limit
+            // (check_head in app.rs) answers with the JSON body.
+            .max_header_size(crate::settings::HEADER_BYTES_HARD_LIMIT)
+            .max_headers(crate::settings::MAX_HEADER_FIELDS)
             .serve_connection(
                 TokioIo::new(stream),
                 TowerToHyperService::new(per_connection),

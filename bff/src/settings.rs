@@ -6,6 +6,12 @@ use http::HeaderValue;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Heads larger than this are refused by the HTTP parser itself (a 431 without a body); the
+/// BFF's own limit, below it, answers 431 with the usual JSON body.
+pub const HEADER_BYTES_HARD_LIMIT: usize = 256 * 1024;
+/// Header fields per request; more are refused by the HTTP parser (431, no body).
+pub const MAX_HEADER_FIELDS: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -29,8 +35,12 @@ pub struct BffSettings {
     pub log_format: LogFormat,
     /// `BFF_WORKER_THREADS`: request-handling threads (default: one per CPU core).
     pub worker_threads: usize,
-    /// `BFF_METRICS_TOKEN`: when set, `/metrics` wants `Authorization: Bearer <token>`.
-    pub metrics_token: Option<String>,
+    /// `BFF_MAX_HEADER_BYTES`: request heads (request line and headers) above this get 431
+    /// (default 32 KiB, at most [`HEADER_BYTES_HARD_LIMIT`]).
+    pub max_header_bytes: usize,
+    /// `BFF_OPERATOR_TOKEN`: the operator's token. `/metrics` and the reasons behind `/readyz`
+    /// need `Authorization: Bearer <token>`; without a token set, `/metrics` is off.
+    pub operator_token: Option<String>,
 }
 
 impl BffSettings {
@@ -75,7 +85,17 @@ impl BffSettings {
                 LogFormat::Text
             }
         };
-        let metrics_token = env.optional("BFF_METRICS_TOKEN");
+        let operator_token = env.optional("BFF_OPERATOR_TOKEN");
+        if operator_token.as_ref().is_some_and(|t| t.len() < 16) {
+            env.problem("BFF_OPERATOR_TOKEN must be at least 16 characters");
+        }
+        let max_header_bytes = env.parsed("BFF_MAX_HEADER_BYTES", 32 * 1024, "a number of bytes");
+        if !(1024..HEADER_BYTES_HARD_LIMIT).contains(&max_header_bytes) {
+            env.problem(format!(
+                "BFF_MAX_HEADER_BYTES must be from 1024 to {}",
+                HEADER_BYTES_HARD_LIMIT - 1
+            ));
+        }
         let cores = std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(1);
@@ -95,7 +115,8 @@ impl BffSettings {
             shutdown_grace,
             log_format,
             worker_threads,
-            metrics_token,
+            max_header_bytes,
+            operator_token,
         });
         env.finish(settings)
             .map(|s| s.expect("settings are complete when no problem was found"))
@@ -110,7 +131,7 @@ mod tests {
     fn read(extra: &[(&str, &str)]) -> Result<BffSettings, SettingsError> {
         let mut map: HashMap<String, String> = [
             ("POSTGREST_URL", "http://127.0.0.1:3000"),
-            ("DB_URL", "postgres://x"),
+            ("BFF_DB_URL", "postgres://x"),
             ("ANON_KEY", "a"),
             ("SERVICE_ROLE_KEY", "s"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
@@ -127,6 +148,8 @@ mod tests {
         let s = read(&[]).unwrap();
         assert_eq!(s.listen.port(), 54321);
         assert_eq!(s.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.max_header_bytes, 32 * 1024);
+        assert_eq!(s.operator_token, None);
         assert!(s.cors_origins.is_empty());
         assert_eq!(s.log_format, LogFormat::Text);
     }
@@ -141,9 +164,11 @@ mod tests {
             ),
             ("BFF_MAX_BODY_BYTES", "-1"),
             ("BFF_LOG_FORMAT", "xml"),
+            ("BFF_MAX_HEADER_BYTES", "9999999"),
+            ("BFF_OPERATOR_TOKEN", "short"),
         ])
         .unwrap_err();
-        assert_eq!(err.problems.len(), 5, "{err}");
+        assert_eq!(err.problems.len(), 7, "{err}");
         let text = err.to_string();
         for needle in [
             "BFF_LISTEN",
@@ -151,6 +176,8 @@ mod tests {
             "/path",
             "BFF_MAX_BODY_BYTES",
             "BFF_LOG_FORMAT",
+            "BFF_MAX_HEADER_BYTES",
+            "BFF_OPERATOR_TOKEN",
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }

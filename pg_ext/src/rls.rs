@@ -92,6 +92,11 @@ fn table_findings(
 }
 
 /// Per-row helper calls and unindexed columns, found by walking each policy's expressions.
+///
+/// Helper calls count in both expressions. Columns count only in the `USING` expression of a
+/// permissive policy: that is what filters the table's rows (a `WITH CHECK` looks at one new
+/// row, and a restrictive policy is ANDed with a permissive one that does the filtering), and a
+/// policy needs one indexed column to filter by, not all of them.
 fn policy_expression_findings(
     client: &pgrx::spi::SpiClient<'_>,
     schema: &str,
@@ -99,7 +104,7 @@ fn policy_expression_findings(
 ) -> Result<(), pgrx::spi::Error> {
     let rows = client.select(
         "SELECT p.polrelid, p.polrelid::regclass::text, p.polname::text,
-                p.polqual::text, p.polwithcheck::text
+                p.polqual::text, p.polwithcheck::text, p.polpermissive
            FROM pg_policy p
            JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname = $1
@@ -111,13 +116,19 @@ fn policy_expression_findings(
         let relid: pg_sys::Oid = row.get(1)?.unwrap_or(pg_sys::InvalidOid);
         let table: String = row.get(2)?.unwrap_or_default();
         let policy: String = row.get(3)?.unwrap_or_default();
+        let permissive: bool = row.get(6)?.unwrap_or(true);
         let mut walk = PolicyWalk::default();
-        for expr in [row.get::<String>(4)?, row.get::<String>(5)?]
-            .into_iter()
-            .flatten()
-        {
-            walk.walk_node_tree(&expr);
+        if let Some(qual) = row.get::<String>(4)? {
+            walk.walk_node_tree(&qual);
         }
+        if !permissive {
+            walk.columns.clear();
+        }
+        let mut check_walk = PolicyWalk::default();
+        if let Some(check) = row.get::<String>(5)? {
+            check_walk.walk_node_tree(&check);
+        }
+        walk.unwrapped_calls.append(&mut check_walk.unwrapped_calls);
         for call in &walk.unwrapped_calls {
             findings.push(Finding {
                 table: table.clone(),
@@ -126,6 +137,8 @@ fn policy_expression_findings(
                 detail: format!("{call}() is evaluated once per row; write (select {call}()) so it runs once per statement"),
             });
         }
+        let mut unindexed = Vec::new();
+        let mut any_indexed = false;
         for attnum in &walk.columns {
             let indexed = client
                 .select(
@@ -137,13 +150,20 @@ fn policy_expression_findings(
                 )?
                 .first()
                 .get_two::<String, bool>()?;
-            if let (Some(column), Some(false)) = indexed {
+            match indexed {
+                (Some(column), Some(false)) => unindexed.push(column),
+                (_, Some(true)) => any_indexed = true,
+                _ => {}
+            }
+        }
+        if !any_indexed {
+            for column in unindexed {
                 findings.push(Finding {
                     table: table.clone(),
                     finding: "unindexed_policy_column",
                     policy: Some(policy.clone()),
                     detail: format!(
-                        "column \"{column}\" is used by the policy but no index leads with it"
+                        "the policy filters rows on column \"{column}\", and no index leads with it (nor with any other column it filters on)"
                     ),
                 });
             }

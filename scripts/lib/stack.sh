@@ -214,8 +214,26 @@ db_url() { echo "postgresql://postgres:$DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"
 # The BFF's own least-privileged login (created by the migrations, given a password here).
 bff_db_url() { echo "postgresql://dana_bff:$BFF_DB_PASSWORD@127.0.0.1:$DB_PORT/postgres"; }
 
+# The SQL of the installed extension. Before 1.0 the extension has no upgrade scripts: a database
+# created with other SQL under the same version cannot follow it, and `up` says so up front.
+# pgrx writes the same SQL in a varying order from one build to the next: the sorted lines are
+# the fingerprint.
+installed_extension_sql_sum() { cat "$("$PG_CONFIG" --sharedir)"/extension/dana--*.sql | LC_ALL=C sort | sha256sum | cut -c1-64; }
+
+check_extension_sql_unchanged() {
+  local record=$STATE/extension-sql.sha256 current
+  current=$(installed_extension_sql_sum)
+  if [[ "$(psql_super -At -c "SELECT count(*) FROM pg_extension WHERE extname = 'dana'")" == 0 ]]; then
+    echo "$current" >"$record"
+    return 0
+  fi
+  if [[ ! -f $record || "$(cat "$record")" != "$current" ]]; then
+    die "this stack's database was created with other SQL of extension dana (same version, no upgrade script before 1.0): run \`scripts/dev clean\` and \`scripts/dev up\` to recreate it"
+  fi
+}
+
 migrate_and_seed() {
-  # A rebuilt extension with a new version needs ALTER EXTENSION; the same version reloads as is.
+  check_extension_sql_unchanged
   "$BFF_BIN" migrate --db-url "$(db_url)" --dir "$ROOT/migrations"
   psql_super -c "ALTER ROLE authenticator WITH LOGIN PASSWORD '$DB_PASSWORD'"
   psql_super -c "ALTER ROLE dana_bff WITH LOGIN PASSWORD '$BFF_DB_PASSWORD' CONNECTION LIMIT 20"

@@ -14,9 +14,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::RwLock;
 
-/// A URL-sourced JWKS is refetched for an unseen key id at most this often, so a stream of tokens
-/// with made-up key ids cannot turn the BFF into a request amplifier against Supabase Auth.
+/// A JWKS is fetched at most this often, successful or not, so tokens with made-up key ids (or an
+/// unreachable JWKS URL) cannot turn the BFF into a request amplifier against Supabase Auth.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// How long fetched keys are trusted when the answer gives no `Cache-Control: max-age`.
+pub const JWKS_DEFAULT_MAX_AGE: Duration = Duration::from_secs(600);
+/// Bounds on an answer's `max-age`, so a key revoked at the provider stops verifying soon.
+pub const JWKS_MAX_AGE_RANGE: (Duration, Duration) =
+    (Duration::from_secs(30), Duration::from_secs(3600));
+/// When a refetch fails, keys past their max age keep verifying this much longer (an outage of
+/// Supabase Auth should not sign everyone out at once), then the BFF answers 503.
+pub const JWKS_STALE_GRACE: Duration = Duration::from_secs(3600);
+/// A JWKS answer larger than this is refused (real ones are a few kB).
+pub const JWKS_MAX_BYTES: usize = 256 * 1024;
 
 /// The claims Supabase Auth puts in an access token (and the API keys carry: `role` only).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,7 +64,7 @@ impl Claims {
 
 /// Why a token was refused. The messages are PostgREST's own where it has one, so clients that
 /// match on them see the same text through the BFF.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum JwtError {
     #[error("Expected 3 parts in JWT; got {0}")]
     Malformed(usize),
@@ -95,10 +105,20 @@ impl JwtError {
     }
 }
 
-/// A JWKS and when it was last loaded.
+/// A JWKS, when it was fetched, how long it may be trusted, and when a fetch was last tried.
 struct KeyCache {
     keys: JwkSet,
-    loaded_at: Option<Instant>,
+    fetched_at: Option<Instant>,
+    max_age: Duration,
+    last_attempt: Option<Instant>,
+    /// Why the last attempt failed, answered to callers until the next attempt is allowed.
+    last_error: Option<JwtError>,
+}
+
+impl KeyCache {
+    fn age(&self) -> Option<Duration> {
+        self.fetched_at.map(|at| at.elapsed())
+    }
 }
 
 /// Verifies access tokens; cheap to clone (shared key cache).
@@ -107,6 +127,8 @@ pub struct JwtVerifier {
     secret: Option<Arc<DecodingKey>>,
     jwks: Option<JwksSource>,
     cache: Arc<RwLock<KeyCache>>,
+    /// Held while a JWKS fetch runs: concurrent misses wait for the one fetch (single flight).
+    fetching: Arc<tokio::sync::Mutex<()>>,
     http: reqwest::Client,
     audience: Option<String>,
     leeway: Duration,
@@ -139,8 +161,12 @@ impl JwtVerifier {
             jwks: settings.jwks.clone(),
             cache: Arc::new(RwLock::new(KeyCache {
                 keys: JwkSet { keys: vec![] },
-                loaded_at: None,
+                fetched_at: None,
+                max_age: JWKS_DEFAULT_MAX_AGE,
+                last_attempt: None,
+                last_error: None,
             })),
+            fetching: Arc::new(tokio::sync::Mutex::new(())),
             http,
             audience: settings.audience.clone(),
             leeway: settings.leeway,
@@ -153,11 +179,24 @@ impl JwtVerifier {
         if self.jwks.is_none() {
             return Ok(0);
         }
+        let _fetching = self.fetching.lock().await;
         self.reload_keys().await
     }
 
-    /// Verifies `token` and returns its claims.
+    /// Verifies a user's access token and returns its claims. When an audience is configured the
+    /// token must name it: Supabase Auth always sets `aud`, so a token without one is not its.
     pub async fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        self.verify_with(token, Audience::Required).await
+    }
+
+    /// Verifies one of the project's own API keys (the anon and service_role keys, recognised by
+    /// the caller comparing the whole key). They carry no `aud`, so none is required; one that
+    /// is present must still match.
+    pub async fn verify_project_key(&self, token: &str) -> Result<Claims, JwtError> {
+        self.verify_with(token, Audience::IfPresent).await
+    }
+
+    async fn verify_with(&self, token: &str, audience: Audience) -> Result<Claims, JwtError> {
         let parts = token.split('.').count();
         if parts != 3 {
             return Err(JwtError::Malformed(parts));
@@ -165,7 +204,7 @@ impl JwtVerifier {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
         let key = self.key_for(header.alg, header.kid.as_deref()).await?;
-        let claims = self.decode(token, header.alg, &key)?;
+        let claims = self.decode(token, header.alg, &key, audience)?;
         if claims.role.is_empty() {
             return Err(JwtError::MissingRole);
         }
@@ -186,91 +225,112 @@ impl JwtVerifier {
         if !ASYMMETRIC.contains(&alg) || self.jwks.is_none() {
             return Err(JwtError::AlgorithmNotAccepted(format!("{alg:?}")));
         }
-        if let Some(key) = self.cached_key(alg, kid).await? {
-            return Ok(key);
-        }
-        // Unknown key id: the project may have rotated keys. Reload (rate-limited) and retry once.
-        let stale = {
-            let cache = self.cache.read().await;
-            cache
-                .loaded_at
-                .is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL)
-        };
-        if stale {
-            self.reload_keys().await?;
-            if let Some(key) = self.cached_key(alg, kid).await? {
-                return Ok(key);
-            }
-        }
-        Err(JwtError::UnknownKey(kid.unwrap_or("").to_owned()))
-    }
-
-    async fn cached_key(
-        &self,
-        alg: Algorithm,
-        kid: Option<&str>,
-    ) -> Result<Option<Arc<DecodingKey>>, JwtError> {
-        let cache = self.cache.read().await;
-        let jwk: Option<&Jwk> = match kid {
-            Some(kid) => cache.keys.find(kid),
-            // A token without `kid` is accepted only when the set holds exactly one key.
-            None if cache.keys.keys.len() == 1 => cache.keys.keys.first(),
-            None => None,
-        };
-        let Some(jwk) = jwk else { return Ok(None) };
-        if let Some(key_alg) = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| Algorithm::try_from(a).ok())
         {
-            if key_alg != alg {
-                return Err(JwtError::AlgorithmNotAccepted(format!(
-                    "{alg:?} for a {key_alg:?} key"
-                )));
+            let cache = self.cache.read().await;
+            if cache.age().is_some_and(|age| age < cache.max_age) {
+                if let Some(key) = cached_key(&cache, alg, kid)? {
+                    return Ok(key);
+                }
             }
         }
-        DecodingKey::from_jwk(jwk)
-            .map(|k| Some(Arc::new(k)))
-            .map_err(|e| JwtError::Invalid(e.to_string()))
+        // Past its max age (a key revoked at the provider must stop verifying), or an unknown key
+        // id (the project may have rotated keys): fetch again, rate-limited.
+        let refetched = self.refetch().await;
+        let cache = self.cache.read().await;
+        let usable = cache
+            .age()
+            .is_some_and(|age| age < cache.max_age + JWKS_STALE_GRACE);
+        match cached_key(&cache, alg, kid)? {
+            Some(key) if usable => {
+                if let Err(e) = &refetched {
+                    tracing::warn!(error = %e, "JWKS refetch failed; verifying with keys past their max age");
+                }
+                Ok(key)
+            }
+            Some(_) => Err(refetched.err().unwrap_or_else(|| {
+                JwtError::KeysUnavailable(
+                    "the signing keys are past their max age and could not be fetched again".into(),
+                )
+            })),
+            None => {
+                refetched?;
+                Err(JwtError::UnknownKey(kid.unwrap_or("").to_owned()))
+            }
+        }
     }
 
+    /// Fetches the JWKS again, unless a fetch was tried within [`JWKS_REFETCH_INTERVAL`] (then
+    /// the keys at hand are all there is). One fetch at a time: concurrent callers wait for it.
+    async fn refetch(&self) -> Result<(), JwtError> {
+        let _fetching = self.fetching.lock().await;
+        {
+            let cache = self.cache.read().await;
+            if cache
+                .last_attempt
+                .is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL)
+            {
+                return cache.last_error.clone().map_or(Ok(()), Err);
+            }
+        }
+        let result = self.reload_keys().await.map(|_| ());
+        self.cache.write().await.last_error = result.as_ref().err().cloned();
+        result
+    }
+
+    /// Fetches the JWKS now and replaces the cache; the caller holds `fetching`. The attempt is
+    /// recorded before the fetch, so failures count against the rate limit too.
     async fn reload_keys(&self) -> Result<usize, JwtError> {
-        let raw = match self.jwks.as_ref() {
-            Some(JwksSource::File(path)) => tokio::fs::read_to_string(path)
-                .await
-                .map_err(|e| JwtError::KeysUnavailable(format!("{}: {e}", path.display())))?,
+        self.cache.write().await.last_attempt = Some(Instant::now());
+        let (raw, max_age) = match self.jwks.as_ref() {
+            Some(JwksSource::File(path)) => (
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|e| JwtError::KeysUnavailable(format!("{}: {e}", path.display())))?,
+                JWKS_DEFAULT_MAX_AGE,
+            ),
             Some(JwksSource::Url(url)) => {
-                let response = self
+                let unavailable =
+                    |e: &dyn std::fmt::Display| JwtError::KeysUnavailable(format!("{url}: {e}"));
+                let mut response = self
                     .http
                     .get(url.clone())
                     .send()
                     .await
-                    .map_err(|e| JwtError::KeysUnavailable(format!("{url}: {e}")))?;
+                    .map_err(|e| unavailable(&e))?;
                 if !response.status().is_success() {
-                    return Err(JwtError::KeysUnavailable(format!(
-                        "{url}: HTTP {}",
-                        response.status()
-                    )));
+                    return Err(unavailable(&format!("HTTP {}", response.status())));
                 }
-                response
-                    .text()
-                    .await
-                    .map_err(|e| JwtError::KeysUnavailable(format!("{url}: {e}")))?
+                let max_age = max_age_of(response.headers());
+                let mut body = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(&e))? {
+                    if body.len() + chunk.len() > JWKS_MAX_BYTES {
+                        return Err(unavailable(&format!(
+                            "the JWKS is larger than {JWKS_MAX_BYTES} bytes"
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                (body, max_age)
             }
             None => return Ok(0),
         };
-        let keys: JwkSet = serde_json::from_str(&raw)
+        let keys: JwkSet = serde_json::from_slice(&raw)
             .map_err(|e| JwtError::KeysUnavailable(format!("not a JWKS: {e}")))?;
         let count = keys.keys.len();
         let mut cache = self.cache.write().await;
-        *cache = KeyCache {
-            keys,
-            loaded_at: Some(Instant::now()),
-        };
+        cache.keys = keys;
+        cache.fetched_at = Some(Instant::now());
+        cache.max_age = max_age;
         Ok(count)
     }
 
-    fn decode(&self, token: &str, alg: Algorithm, key: &DecodingKey) -> Result<Claims, JwtError> {
+    fn decode(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &DecodingKey,
+        audience: Audience,
+    ) -> Result<Claims, JwtError> {
         use jsonwebtoken::errors::ErrorKind;
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway.as_secs();
@@ -278,7 +338,12 @@ impl JwtVerifier {
         // Supabase's API keys and PostgREST accept tokens without `exp`; checked when present.
         validation.required_spec_claims.clear();
         match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                if audience == Audience::Required {
+                    validation.required_spec_claims.insert("aud".to_owned());
+                }
+            }
             None => validation.validate_aud = false,
         }
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
@@ -287,6 +352,7 @@ impl JwtVerifier {
             ErrorKind::ExpiredSignature => JwtError::Expired,
             ErrorKind::ImmatureSignature => JwtError::NotYetValid,
             ErrorKind::InvalidAudience => JwtError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => JwtError::WrongAudience,
             ErrorKind::InvalidSignature => JwtError::BadSignature,
             ErrorKind::InvalidAlgorithm => JwtError::AlgorithmNotAccepted(format!("{alg:?}")),
             ErrorKind::Json(e) if e.to_string().contains("role") => JwtError::MissingRole,
@@ -306,6 +372,62 @@ impl JwtVerifier {
         }
         Ok(data.claims)
     }
+}
+
+/// The key for `alg`/`kid` in the cache, checked to be meant for `alg`.
+fn cached_key(
+    cache: &KeyCache,
+    alg: Algorithm,
+    kid: Option<&str>,
+) -> Result<Option<Arc<DecodingKey>>, JwtError> {
+    let jwk: Option<&Jwk> = match kid {
+        Some(kid) => cache.keys.find(kid),
+        // A token without `kid` is accepted only when the set holds exactly one key.
+        None if cache.keys.keys.len() == 1 => cache.keys.keys.first(),
+        None => None,
+    };
+    let Some(jwk) = jwk else { return Ok(None) };
+    if let Some(key_alg) = jwk
+        .common
+        .key_algorithm
+        .and_then(|a| Algorithm::try_from(a).ok())
+    {
+        if key_alg != alg {
+            return Err(JwtError::AlgorithmNotAccepted(format!(
+                "{alg:?} for a {key_alg:?} key"
+            )));
+        }
+    }
+    DecodingKey::from_jwk(jwk)
+        .map(|k| Some(Arc::new(k)))
+        .map_err(|e| JwtError::Invalid(e.to_string()))
+}
+
+/// Whether a token must carry the configured audience.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Required,
+    IfPresent,
+}
+
+/// `max-age` of a `Cache-Control` header, clamped to [`JWKS_MAX_AGE_RANGE`].
+fn max_age_of(headers: &reqwest::header::HeaderMap) -> Duration {
+    let seconds = headers
+        .get_all(reqwest::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|directive| {
+            let (name, value) = directive.trim().split_once('=')?;
+            name.eq_ignore_ascii_case("max-age")
+                .then(|| value.trim().parse::<u64>().ok())
+                .flatten()
+        });
+    let (low, high) = JWKS_MAX_AGE_RANGE;
+    seconds
+        .map(Duration::from_secs)
+        .unwrap_or(JWKS_DEFAULT_MAX_AGE)
+        .clamp(low, high)
 }
 
 #[cfg(test)]
@@ -384,14 +506,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_api_key_without_exp_or_aud_is_accepted() {
+    async fn a_project_key_without_exp_or_aud_is_accepted() {
         let v = JwtVerifier::new(&settings(None, Some("authenticated"))).unwrap();
-        let claims = v
-            .verify(&hs256(json!({"role": "anon", "iss": "supabase"})))
-            .await
-            .unwrap();
+        let key = hs256(json!({"role": "anon", "iss": "supabase"}));
+        let claims = v.verify_project_key(&key).await.unwrap();
         assert_eq!(claims.role, "anon");
         assert_eq!(claims.user_id(), None);
+        // The same token as a user's access token lacks the audience Supabase Auth always sets.
+        assert_eq!(v.verify(&key).await.unwrap_err(), JwtError::WrongAudience);
+        // A key that names another audience is refused either way.
+        let foreign = hs256(json!({"role": "anon", "aud": "elsewhere"}));
+        assert_eq!(
+            v.verify_project_key(&foreign).await.unwrap_err(),
+            JwtError::WrongAudience
+        );
     }
 
     #[tokio::test]
@@ -484,10 +612,15 @@ mod tests {
     }
 
     /// A stand-in for Supabase Auth's `/auth/v1/.well-known/jwks.json`: answers every request
-    /// with `response` (a whole HTTP/1.1 response) and counts the requests.
+    /// with the current `response` (a whole HTTP/1.1 response, changeable while it runs) and
+    /// counts the requests.
     async fn fake_jwks_endpoint(
         response: String,
-    ) -> (url::Url, Arc<std::sync::atomic::AtomicUsize>) {
+    ) -> (
+        url::Url,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::Mutex<String>>,
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = url::Url::parse(&format!(
@@ -496,25 +629,41 @@ mod tests {
         ))
         .unwrap();
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = hits.clone();
+        let current = Arc::new(std::sync::Mutex::new(response));
+        let (counter, answer) = (hits.clone(), current.clone());
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let mut request = [0u8; 4096];
-                let _ = socket.read(&mut request).await;
-                let _ = socket.write_all(response.as_bytes()).await;
+                let response = answer.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    // A slow endpoint, so concurrent misses overlap.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
             }
         });
-        (url, hits)
+        (url, hits, current)
+    }
+
+    fn ok_response(body: &str, extra_headers: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    const FAILING: &str =
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+    fn hits(counter: &std::sync::atomic::AtomicUsize) -> usize {
+        counter.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     #[tokio::test]
     async fn a_jwks_url_is_fetched_once_and_its_keys_verify() {
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{EC_JWKS}",
-            EC_JWKS.len()
-        );
-        let (url, hits) = fake_jwks_endpoint(response).await;
+        let (url, counter, _) = fake_jwks_endpoint(ok_response(EC_JWKS, "")).await;
         let v = JwtVerifier::new(&settings(Some(JwksSource::Url(url)), None)).unwrap();
         for _ in 0..3 {
             assert!(v
@@ -522,19 +671,110 @@ mod tests {
                 .await
                 .is_ok());
         }
-        assert_eq!(
-            hits.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "keys are cached"
-        );
+        assert_eq!(hits(&counter), 1, "keys are cached");
         // An unknown key id right after a load does not refetch (rate limit).
         assert!(v.verify(&es256(Some("other"), user(3600))).await.is_err());
-        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(hits(&counter), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn failed_fetches_count_against_the_rate_limit_and_misses_share_one_fetch() {
+        let (url, counter, _) = fake_jwks_endpoint(FAILING.into()).await;
+        let v = JwtVerifier::new(&settings(Some(JwksSource::Url(url)), None)).unwrap();
+        // Ten tokens with made-up key ids, verified at the same time: one fetch between them.
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let (v, token) = (v.clone(), es256(Some(&format!("made-up-{i}")), user(3600)));
+                tokio::spawn(async move { v.verify(&token).await })
+            })
+            .collect();
+        for task in tasks {
+            let result = task.await.unwrap();
+            assert!(
+                matches!(result, Err(JwtError::KeysUnavailable(_))),
+                "{result:?}"
+            );
+        }
+        assert_eq!(hits(&counter), 1, "concurrent misses fetch once");
+        // While the URL keeps failing, more misses do not fetch again within the interval.
+        for i in 0..5 {
+            let _ = v
+                .verify(&es256(Some(&format!("again-{i}")), user(3600)))
+                .await;
+        }
+        assert_eq!(
+            hits(&counter),
+            1,
+            "attempts, not successes, are rate-limited"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_expire_after_their_max_age_and_a_revoked_key_stops_verifying() {
+        let (url, counter, answer) = fake_jwks_endpoint(ok_response(
+            EC_JWKS,
+            "cache-control: public, max-age=120\r\n",
+        ))
+        .await;
+        let v = JwtVerifier::new(&settings(Some(JwksSource::Url(url)), None)).unwrap();
+        let token = es256(Some("dana-test-es256"), user(3600));
+        assert!(v.verify(&token).await.is_ok());
+        assert_eq!(v.cache.read().await.max_age, Duration::from_secs(120));
+        // The provider revokes the key; once the keys are older than their max age, it is gone.
+        *answer.lock().unwrap() = ok_response(r#"{"keys":[]}"#, "");
+        age_cache(&v, Duration::from_secs(121)).await;
+        assert_eq!(
+            v.verify(&token).await.unwrap_err(),
+            JwtError::UnknownKey("dana-test-es256".into())
+        );
+        assert_eq!(hits(&counter), 2);
+    }
+
+    #[tokio::test]
+    async fn stale_keys_carry_over_an_outage_for_a_grace_period_only() {
+        let (url, _, answer) = fake_jwks_endpoint(ok_response(EC_JWKS, "")).await;
+        let v = JwtVerifier::new(&settings(Some(JwksSource::Url(url)), None)).unwrap();
+        let token = es256(Some("dana-test-es256"), user(3600));
+        assert!(v.verify(&token).await.is_ok());
+        *answer.lock().unwrap() = FAILING.into();
+        age_cache(&v, JWKS_DEFAULT_MAX_AGE + Duration::from_secs(60)).await;
+        assert!(v.verify(&token).await.is_ok(), "within the grace period");
+        age_cache(
+            &v,
+            JWKS_DEFAULT_MAX_AGE + JWKS_STALE_GRACE + Duration::from_secs(1),
+        )
+        .await;
+        assert!(matches!(
+            v.verify(&token).await.unwrap_err(),
+            JwtError::KeysUnavailable(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_jwks_is_refused() {
+        let huge = format!(
+            r#"{{"keys":[],"padding":"{}"}}"#,
+            "x".repeat(JWKS_MAX_BYTES)
+        );
+        let (url, _, _) = fake_jwks_endpoint(ok_response(&huge, "")).await;
+        let v = JwtVerifier::new(&settings(Some(JwksSource::Url(url)), None)).unwrap();
+        let err = v.preload().await.unwrap_err();
+        assert!(
+            matches!(&err, JwtError::KeysUnavailable(m) if m.contains("larger than")),
+            "{err}"
+        );
+    }
+
+    /// Makes the cached keys look `age` old, with no fetch attempted since.
+    async fn age_cache(v: &JwtVerifier, age: Duration) {
+        let mut cache = v.cache.write().await;
+        cache.fetched_at = Some(Instant::now() - age);
+        cache.last_attempt = None;
     }
 
     #[tokio::test]
     async fn a_redirecting_jwks_url_is_not_followed() {
-        let (url, _) = fake_jwks_endpoint(
+        let (url, _, _) = fake_jwks_endpoint(
             "HTTP/1.1 302 Found\r\nlocation: http://attacker.example/jwks.json\r\ncontent-length: 0\r\n\r\n".into(),
         )
         .await;

@@ -138,6 +138,16 @@ impl<'a> EnvReader<'a> {
     }
 }
 
+/// True for `localhost` and loopback addresses.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Where the asymmetric signing keys of the project come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksSource {
@@ -166,7 +176,11 @@ pub struct SupabaseSettings {
     pub postgrest_url: Url,
     /// PostgREST's admin server, whose `/ready` says whether it can reach the database.
     pub postgrest_admin_url: Option<Url>,
+    /// The BFF's own database login (least privileged; `dana_bff` on the local stack).
     pub db_url: String,
+    /// Where browsers and supabase-js reach the BFF (`API_EXTERNAL_URL`, as Supabase names it):
+    /// the base of links the BFF hands out (signed URLs, OAuth redirect URIs).
+    pub api_external_url: Url,
     pub anon_key: String,
     pub service_role_key: String,
     pub jwt: JwtSettings,
@@ -180,7 +194,13 @@ impl SupabaseSettings {
             "PostgREST's address, e.g. http://127.0.0.1:3000",
         );
         let postgrest_admin_url = env.optional_url("POSTGREST_ADMIN_URL");
-        let db_url = env.required("DB_URL", "PostgreSQL connection URL, checked by /readyz");
+        let db_url = env.required(
+            "BFF_DB_URL",
+            "the BFF's PostgreSQL connection URL, as its own least-privileged role",
+        );
+        let api_external_url = env
+            .optional_url("API_EXTERNAL_URL")
+            .unwrap_or_else(|| Url::parse("http://127.0.0.1:54321").expect("a valid URL"));
         let anon_key = env.required("ANON_KEY", "the project's anon API key");
         let service_role_key =
             env.required("SERVICE_ROLE_KEY", "the project's service_role API key");
@@ -190,7 +210,16 @@ impl SupabaseSettings {
                 env.problem("JWT_JWKS_URL and JWT_JWKS_FILE are both set; set one");
                 None
             }
-            (Some(_), None) => env.optional_url("JWT_JWKS_URL").map(JwksSource::Url),
+            (Some(_), None) => match env.optional_url("JWT_JWKS_URL") {
+                // Keys fetched in clear could be swapped on the way: only loopback may use http.
+                Some(url) if url.scheme() == "http" && !is_loopback(&url) => {
+                    env.problem(format!(
+                        "JWT_JWKS_URL={url} must be an https:// URL (http is accepted for loopback hosts only)"
+                    ));
+                    None
+                }
+                other => other.map(JwksSource::Url),
+            },
             (None, Some(path)) => Some(JwksSource::File(path.into())),
             (None, None) => None,
         };
@@ -207,6 +236,7 @@ impl SupabaseSettings {
             postgrest_url: postgrest_url?,
             postgrest_admin_url,
             db_url,
+            api_external_url,
             anon_key,
             service_role_key,
             jwt: JwtSettings {
@@ -241,7 +271,7 @@ mod tests {
         let all = err.to_string();
         for name in [
             "POSTGREST_URL",
-            "DB_URL",
+            "BFF_DB_URL",
             "ANON_KEY",
             "SERVICE_ROLE_KEY",
             "JWT_SECRET",
@@ -255,7 +285,7 @@ mod tests {
     fn malformed_values_are_named_with_their_value() {
         let err = read(&[
             ("POSTGREST_URL", "ftp://x"),
-            ("DB_URL", "postgres://x"),
+            ("BFF_DB_URL", "postgres://x"),
             ("ANON_KEY", "a"),
             ("SERVICE_ROLE_KEY", "s"),
             ("JWT_SECRET", "short"),
@@ -275,7 +305,7 @@ mod tests {
     fn complete_settings_are_read() {
         let s = read(&[
             ("POSTGREST_URL", "http://127.0.0.1:3000"),
-            ("DB_URL", "postgres://x"),
+            ("BFF_DB_URL", "postgres://x"),
             ("ANON_KEY", "a"),
             ("SERVICE_ROLE_KEY", "s"),
             ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
@@ -288,10 +318,30 @@ mod tests {
     }
 
     #[test]
+    fn a_jwks_url_must_be_https_unless_it_is_local() {
+        let base = [
+            ("POSTGREST_URL", "http://127.0.0.1:3000"),
+            ("BFF_DB_URL", "postgres://x"),
+            ("ANON_KEY", "a"),
+            ("SERVICE_ROLE_KEY", "s"),
+        ];
+        let with = |url: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("JWT_JWKS_URL", url));
+            read(&pairs)
+        };
+        let err = with("http://auth.example.com/.well-known/jwks.json").unwrap_err();
+        assert!(err.to_string().contains("must be an https:// URL"), "{err}");
+        assert!(with("https://auth.example.com/.well-known/jwks.json").is_ok());
+        assert!(with("http://127.0.0.1:9999/jwks.json").is_ok());
+        assert!(with("http://localhost:9999/jwks.json").is_ok());
+    }
+
+    #[test]
     fn a_jwks_alone_is_enough_to_verify_tokens() {
         let s = read(&[
             ("POSTGREST_URL", "http://127.0.0.1:3000"),
-            ("DB_URL", "postgres://x"),
+            ("BFF_DB_URL", "postgres://x"),
             ("ANON_KEY", "a"),
             ("SERVICE_ROLE_KEY", "s"),
             ("JWT_JWKS_FILE", "/etc/jwks.json"),

@@ -100,6 +100,10 @@ pub mod demo {
     pub const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
     pub const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
     pub const ADMIN: &str = "ad000000-0000-4000-8000-000000000003";
+    /// The owner of "Other Co": a tenant admin of the *other* tenant.
+    pub const OLGA: &str = "0190a000-0000-4000-8000-000000000004";
+    /// A platform admin (app_metadata.platform_admin), of no tenant.
+    pub const OPS: &str = "0b500000-0000-4000-8000-000000000005";
     pub const TENANT_DEMO: &str = "10000000-0000-4000-8000-000000000001";
     pub const TENANT_OTHER: &str = "20000000-0000-4000-8000-000000000002";
 }

@@ -43,6 +43,8 @@ impl BffProcess {
     pub fn start(overrides: &[(&str, Option<&str>)]) -> Self {
         let port = free_port();
         let mut command = Command::new(bff_binary());
+        // The stack's settings, whether they came from the environment or from `scripts/dev env`.
+        command.envs(crate::stack_env());
         command
             .arg("serve")
             .env("BFF_LISTEN", format!("127.0.0.1:{port}"))

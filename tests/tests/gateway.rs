@@ -289,7 +289,8 @@ async fn bodies_over_the_limit_get_413_and_insert_nothing() {
     let oversized = json!({"key": "oversized", "value": "x".repeat(11 * 1024 * 1024)}).to_string();
     let url = format!("{}/rest/v1/user_memory", stack.api_url);
 
-    // Declared length over the limit: refused from the header alone.
+    // Declared length over the limit: refused from the header alone, at once.
+    let started = Instant::now();
     let response = client()
         .post(&url)
         .header("apikey", &stack.anon_key)
@@ -301,6 +302,22 @@ async fn bodies_over_the_limit_get_413_and_insert_nothing() {
         .unwrap();
     let body = error_body(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(body["code"], "BFF413");
+
+    // A declared length no body will ever fill: the answer does not wait for it.
+    let (status, _) = raw_exchange(
+        &stack.api_url,
+        &format!(
+            "POST /rest/v1/user_memory HTTP/1.1\r\nHost: x\r\napikey: {}\r\nContent-Length: 99999999999\r\n\r\n",
+            stack.anon_key
+        ),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "413s took {:?}",
+        started.elapsed()
+    );
 
     // Chunked, no length: refused once the stream passes the limit.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = oversized
@@ -491,10 +508,12 @@ async fn every_response_carries_a_request_id() {
     );
 }
 
+const OPERATOR: &str = "operator-token-for-e2e-tests";
+
 #[tokio::test]
 async fn metrics_count_requests_and_upstream_errors() {
     let stack = Stack::from_env();
-    let bff = bff_with_dead_upstream(&[]);
+    let bff = bff_with_dead_upstream(&[("BFF_OPERATOR_TOKEN", Some(OPERATOR))]);
     for _ in 0..2 {
         let r = client()
             .get(format!("{}/rest/v1/tasks", bff.url))
@@ -505,8 +524,12 @@ async fn metrics_count_requests_and_upstream_errors() {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
     get(format!("{}/rest/v1/tasks", bff.url)).await;
-    let text = get(format!("{}/metrics", bff.url))
+    let text = client()
+        .get(format!("{}/metrics", bff.url))
+        .bearer_auth(OPERATOR)
+        .send()
         .await
+        .unwrap()
         .text()
         .await
         .unwrap();
@@ -521,21 +544,21 @@ async fn metrics_count_requests_and_upstream_errors() {
 }
 
 #[tokio::test]
-async fn metrics_can_be_kept_for_the_scraper_only() {
-    let bff = BffProcess::start(&[("BFF_METRICS_TOKEN", Some("scrape-secret-123"))]);
+async fn metrics_are_the_operators_and_off_without_a_token() {
+    let bff = BffProcess::start(&[("BFF_OPERATOR_TOKEN", Some(OPERATOR))]);
     let url = format!("{}/metrics", bff.url);
     let body = error_body(get(&url).await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(body["code"], "BFF401");
     let wrong = client()
         .get(&url)
-        .bearer_auth("scrape-secret-12")
+        .bearer_auth("operator-token-for-e2e-test")
         .send()
         .await
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let right = client()
         .get(&url)
-        .bearer_auth("scrape-secret-123")
+        .bearer_auth(OPERATOR)
         .send()
         .await
         .unwrap();
@@ -545,6 +568,20 @@ async fn metrics_can_be_kept_for_the_scraper_only() {
         .await
         .unwrap()
         .contains("dana_bff_http_requests_total"));
+    // No token configured: no metrics for anyone.
+    let open = BffProcess::start(&[("BFF_OPERATOR_TOKEN", None)]);
+    let body = error_body(
+        get(format!("{}/metrics", open.url)).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(
+        body["hint"]
+            .as_str()
+            .unwrap()
+            .contains("BFF_OPERATOR_TOKEN"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -555,29 +592,99 @@ async fn health_and_readiness_of_the_stack_bff() {
     let ready = get(format!("{}/readyz", stack.api_url)).await;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready, json!({"status": "ready", "not_ready": []}));
+    let detailed: Value = client()
+        .get(format!("{}/readyz", stack.api_url))
+        .bearer_auth(dana_e2e::setting("BFF_OPERATOR_TOKEN"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
-        ready["checks"],
+        detailed["checks"],
         json!({"postgrest": "ok", "postgresql": "ok"})
     );
 }
 
 #[tokio::test]
-async fn readiness_names_an_unreachable_database() {
+async fn readiness_names_an_unreachable_database_and_keeps_the_reason_for_the_operator() {
     let port = free_port();
-    let bff = BffProcess::start(&[(
-        "DB_URL",
-        Some(&format!(
-            "postgresql://postgres:postgres@127.0.0.1:{port}/postgres"
-        )),
-    )]);
+    let bff = BffProcess::start(&[
+        (
+            "BFF_DB_URL",
+            Some(&format!(
+                "postgresql://dana_bff:secret@127.0.0.1:{port}/postgres"
+            )),
+        ),
+        ("BFF_OPERATOR_TOKEN", Some(OPERATOR)),
+    ]);
     let ready = get(format!("{}/readyz", bff.url)).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let ready: Value = ready.json().await.unwrap();
+    let text = ready.text().await.unwrap();
+    let ready: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(ready["not_ready"], json!(["postgresql"]), "{ready}");
-    assert!(ready["checks"]["postgresql"]
+    assert!(ready.get("checks").is_none(), "{ready}");
+    assert!(
+        !text.contains(&port.to_string()),
+        "internal addresses stay inside: {text}"
+    );
+    let detailed: Value = client()
+        .get(format!("{}/readyz", bff.url))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(detailed["checks"]["postgresql"]
         .as_str()
         .unwrap()
         .starts_with("PostgreSQL is unreachable"));
+}
+
+#[tokio::test]
+async fn a_flood_of_readiness_probes_uses_one_database_connection_at_a_time() {
+    let stack = Stack::from_env();
+    let db = connect().await;
+    let url = format!("{}/readyz", stack.api_url);
+    let probes = tokio::spawn(async move {
+        let requests = (0..400).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) })
+        });
+        let mut statuses = Vec::new();
+        for request in requests.collect::<Vec<_>>() {
+            statuses.push(request.await.unwrap());
+        }
+        statuses
+    });
+    let mut most = 0i64;
+    while !probes.is_finished() {
+        let open: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'dana_bff'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        most = most.max(open);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let statuses = probes.await.unwrap();
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(StatusCode::OK))),
+        "{:?}",
+        statuses
+            .iter()
+            .filter(|s| !matches!(s, Ok(StatusCode::OK)))
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    assert!(most <= 1, "{most} readiness connections at once");
 }
 
 #[tokio::test]
@@ -613,6 +720,11 @@ async fn postgrest_sees_the_verified_token_but_never_the_cookie_or_apikey() {
             .bearer_auth(&stack.alice_jwt)
             .header("cookie", "dana_session=very-secret")
             .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-port", "8443")
+            .header("x-forwarded-prefix", "/admin")
+            .header("x-forwarded-host", "evil.example")
+            .header("true-client-ip", "6.6.6.6")
+            .header("forwarded", "for=6.6.6.6")
             .header("x-request-id", "seen-by-postgrest")
             .json(&json!({}))
             .send()
@@ -643,10 +755,20 @@ async fn postgrest_sees_the_verified_token_but_never_the_cookie_or_apikey() {
         "{seen}"
     );
     let headers = &seen["headers"];
-    assert!(
-        headers.get("cookie").is_none() && headers.get("apikey").is_none(),
-        "{headers}"
-    );
+    for stripped in [
+        "cookie",
+        "apikey",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-host",
+        "true-client-ip",
+        "forwarded",
+    ] {
+        assert!(
+            headers.get(stripped).is_none(),
+            "{stripped} reached PostgREST: {headers}"
+        );
+    }
     assert_eq!(
         headers["x-forwarded-for"], "127.0.0.1",
         "the BFF, not the client, names the peer"
@@ -669,7 +791,7 @@ async fn missing_settings_are_named_at_start_up() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     for name in [
         "POSTGREST_URL",
-        "DB_URL",
+        "BFF_DB_URL",
         "ANON_KEY",
         "SERVICE_ROLE_KEY",
         "JWT_SECRET",
@@ -677,4 +799,236 @@ async fn missing_settings_are_named_at_start_up() {
     ] {
         assert!(stderr.contains(name), "{name} not named in: {stderr}");
     }
+}
+
+/// Sends raw bytes to the BFF at `api_url` and reads until the BFF closes the connection (or two
+/// seconds pass): for requests no well-behaved client would send. Returns the first status code
+/// and everything read.
+async fn raw_exchange(api_url: &str, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = api_url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), socket.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+#[tokio::test]
+async fn an_oversized_head_gets_a_431_with_the_json_body() {
+    let stack = Stack::from_env();
+    let response = client()
+        .get(format!("{}/rest/v1/tools", stack.api_url))
+        .header("apikey", &stack.anon_key)
+        .header("x-big", "a".repeat(100 * 1024))
+        .send()
+        .await
+        .unwrap();
+    let body = error_body(response, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+    assert_eq!(body["code"], "BFF431");
+    // Many small headers add up the same way.
+    let mut request = client()
+        .get(format!("{}/rest/v1/tools", stack.api_url))
+        .header("apikey", &stack.anon_key);
+    for i in 0..60 {
+        request = request.header(format!("x-h{i}"), "b".repeat(700));
+    }
+    let body = error_body(
+        request.send().await.unwrap(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    )
+    .await;
+    assert_eq!(body["code"], "BFF431");
+    // Under the limit, a request with a generous cookie passes.
+    let fine = client()
+        .get(format!("{}/rest/v1/tools?select=slug", stack.api_url))
+        .header("apikey", &stack.anon_key)
+        .header("cookie", "c".repeat(8 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn dot_segments_never_reach_another_path() {
+    let stack = Stack::from_env();
+    for path in [
+        "/rest/v1/../healthz",
+        "/rest/v1/%2e%2e/metrics",
+        "/rest/v1/./tools",
+    ] {
+        let (status, answer) = raw_exchange(
+            &stack.api_url,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\napikey: {}\r\nConnection: close\r\n\r\n",
+                stack.anon_key
+            ),
+        )
+        .await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(answer.contains("BFF400"), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_exact_api_prefix_is_proxied() {
+    let stack = Stack::from_env();
+    for path in ["/rest/v1x/tools", "/rest/v10/tools", "/restv1/tools"] {
+        let response = client()
+            .get(format!("{}{path}", stack.api_url))
+            .header("apikey", &stack.anon_key)
+            .send()
+            .await
+            .unwrap();
+        let body = error_body(response, StatusCode::NOT_FOUND).await;
+        assert_eq!(body["code"], "BFF404", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn smuggling_shapes_are_refused_or_reframed() {
+    let stack = Stack::from_env();
+    // Content-Length and Transfer-Encoding together, then a second request hidden in the body.
+    let (_, answer) = raw_exchange(
+        &stack.api_url,
+        &format!(
+            "POST /rest/v1/rpc/integration_types HTTP/1.1\r\nHost: x\r\napikey: {}\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\nGET /rest/v1/tools HTTP/1.1\r\nHost: x\r\napikey: {}\r\n\r\n",
+            stack.anon_key, stack.anon_key
+        ),
+    )
+    .await;
+    let responses = answer.matches("HTTP/1.1 ").count();
+    let first = answer.split(' ').nth(1).unwrap_or("");
+    // Either refused outright, or framed by Transfer-Encoding (RFC 9112 §6.3): then the hidden
+    // request is never glued to the first one's body. hyper answers the first and closes the
+    // connection, so the hidden one is not read at all.
+    let closed_after_one =
+        responses == 1 && answer.to_ascii_lowercase().contains("connection: close");
+    assert!(
+        first == "400" || (first == "200" && (closed_after_one || responses == 2)),
+        "{answer}"
+    );
+    // Two different Content-Lengths: refused.
+    let (status, answer) = raw_exchange(
+        &stack.api_url,
+        &format!(
+            "POST /rest/v1/rpc/integration_types HTTP/1.1\r\nHost: x\r\napikey: {}\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{{}} ",
+            stack.anon_key
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+}
+
+#[tokio::test]
+async fn schemas_outside_the_api_stay_out_of_reach() {
+    let stack = Stack::from_env();
+    for schema in ["dana", "auth", "dana_meta"] {
+        let response = client()
+            .get(format!("{}/rest/v1/tools", stack.api_url))
+            .header("apikey", &stack.anon_key)
+            .bearer_auth(&stack.alice_jwt)
+            .header("accept-profile", schema)
+            .send()
+            .await
+            .unwrap();
+        let body = error_body(response, StatusCode::NOT_ACCEPTABLE).await;
+        assert_eq!(body["code"], "PGRST106", "{schema}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_points_clients_at_the_bff() {
+    let stack = Stack::from_env();
+    let spec: Value = client()
+        .get(format!("{}/rest/v1/", stack.api_url))
+        .header("apikey", &stack.anon_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api = url::Url::parse(&stack.api_url).unwrap();
+    assert_eq!(
+        spec["host"],
+        format!("{}:{}", api.host_str().unwrap(), api.port().unwrap())
+    );
+    assert_eq!(spec["basePath"], "/rest/v1");
+}
+
+/// A stand-in for an upstream that stalls in the middle of a body (PostgREST sends each answer
+/// whole, so the real one cannot be made to): a fault injector, not a fake of a service.
+async fn stalling_upstream(bytes_before_the_stall: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 8192];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                let chunk = "1".repeat(bytes_before_the_stall);
+                let _ = socket
+                    .write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn an_upstream_that_stalls_mid_body_gets_a_504_or_is_cut_off() {
+    let stack = Stack::from_env();
+    let bff_for = |port: u16| {
+        BffProcess::start(&[
+            ("POSTGREST_URL", Some(&format!("http://127.0.0.1:{port}"))),
+            ("POSTGREST_ADMIN_URL", None),
+            ("BFF_UPSTREAM_TIMEOUT_SECS", Some("1")),
+        ])
+    };
+    let get_tools = |bff: &BffProcess| {
+        client()
+            .get(format!("{}/rest/v1/tools", bff.url))
+            .header("apikey", &stack.anon_key)
+            .send()
+    };
+    // A stall before anything went to the client: a 504 that says so.
+    let early = bff_for(stalling_upstream(10).await);
+    let started = Instant::now();
+    let body = error_body(
+        get_tools(&early).await.unwrap(),
+        StatusCode::GATEWAY_TIMEOUT,
+    )
+    .await;
+    assert_eq!(body["code"], "BFF504");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // A stall after the first 100 kB went out: the response is cut short, never left hanging
+    // or passed off as complete.
+    let late = bff_for(stalling_upstream(100 * 1024).await);
+    let started = Instant::now();
+    let response = get_tools(&late).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the head came in time");
+    let body = response.bytes().await;
+    assert!(body.is_err(), "a stalled body must not look complete");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -12,40 +12,86 @@ struct Persona {
     name: &'static str,
     role: &'static str,
     user: Option<&'static str>,
+    email: Option<&'static str>,
     tenant: Option<&'static str>,
-    admin: bool,
+    /// The role in `tenant`: member, admin or owner.
+    tenant_role: &'static str,
+    platform_admin: bool,
+}
+
+impl Persona {
+    fn is_tenant_admin(&self) -> bool {
+        self.tenant.is_some() && matches!(self.tenant_role, "admin" | "owner")
+    }
+    fn is_tenant_owner(&self) -> bool {
+        self.tenant.is_some() && self.tenant_role == "owner"
+    }
 }
 
 const ANON: Persona = Persona {
     name: "anon",
     role: "anon",
     user: None,
+    email: None,
     tenant: None,
-    admin: false,
+    tenant_role: "",
+    platform_admin: false,
 };
-const PERSONAS: [Persona; 4] = [
+const fn user(
+    name: &'static str,
+    id: &'static str,
+    email: &'static str,
+    tenant: Option<&'static str>,
+    tenant_role: &'static str,
+    platform_admin: bool,
+) -> Persona {
+    Persona {
+        name,
+        role: "authenticated",
+        user: Some(id),
+        email: Some(email),
+        tenant,
+        tenant_role,
+        platform_admin,
+    }
+}
+/// Everyone who calls the API: nobody, two members of different tenants, the tenant admin of
+/// one tenant, the owner of the *other* tenant, and a platform admin of no tenant.
+const PERSONAS: [Persona; 6] = [
     ANON,
-    Persona {
-        name: "alice",
-        role: "authenticated",
-        user: Some(ALICE),
-        tenant: Some(TENANT_DEMO),
-        admin: false,
-    },
-    Persona {
-        name: "bob",
-        role: "authenticated",
-        user: Some(BOB),
-        tenant: Some(TENANT_OTHER),
-        admin: false,
-    },
-    Persona {
-        name: "admin",
-        role: "authenticated",
-        user: Some(ADMIN),
-        tenant: Some(TENANT_DEMO),
-        admin: true,
-    },
+    user(
+        "alice",
+        ALICE,
+        "alice@demo.dana.dev",
+        Some(TENANT_DEMO),
+        "member",
+        false,
+    ),
+    user(
+        "bob",
+        BOB,
+        "bob@other.dana.dev",
+        Some(TENANT_OTHER),
+        "member",
+        false,
+    ),
+    user(
+        "admin",
+        ADMIN,
+        "admin@demo.dana.dev",
+        Some(TENANT_DEMO),
+        "admin",
+        false,
+    ),
+    user(
+        "olga",
+        OLGA,
+        "olga@other.dana.dev",
+        Some(TENANT_OTHER),
+        "owner",
+        false,
+    ),
+    user("ops", OPS, "ops@dana.dev", None, "", true),
 ];
 
 impl Persona {
@@ -53,10 +99,16 @@ impl Persona {
         let mut claims = serde_json::json!({ "role": self.role });
         if let Some(user) = self.user {
             claims["sub"] = user.into();
-            claims["app_metadata"] = serde_json::json!({
-                "tenant_id": self.tenant,
-                "role": if self.admin { "admin" } else { "member" },
-            });
+            claims["email"] = self.email.into();
+            let mut app = serde_json::json!({"provider": "email"});
+            if let Some(tenant) = self.tenant {
+                app["tenant_id"] = tenant.into();
+                app["role"] = self.tenant_role.into();
+            }
+            if self.platform_admin {
+                app["platform_admin"] = true.into();
+            }
+            claims["app_metadata"] = app;
         }
         claims.to_string()
     }
@@ -67,16 +119,24 @@ impl Persona {
 enum Rule {
     /// Users see and write only rows whose `column` is their id.
     Owner { column: String },
-    /// Users see rows of their tenant and write those of their tenant they own (`owner`).
+    /// Users see rows of their tenant; they write those they own (`owner`), the tenant's admins
+    /// every row of their tenant.
     Tenant { column: String, owner: String },
-    /// Everyone reads; only admins write.
+    /// Platform catalogues: everyone reads; only platform admins write.
     AdminWrite,
-    /// Users read their own rows (admins all); only admins write.
-    OwnerReadAdminWrite { column: String },
-    /// Users read their own rows; nobody but the service role writes.
+    /// Users read their own rows, platform admins every row; only platform admins write.
+    OwnerReadPlatformWrite { column: String },
+    /// Users read their own rows, platform admins every row; nobody writes (the service role does).
+    OwnerReadPlatformRead { column: String },
+    /// Users read their own rows; their writes go through functions only (api_keys).
     OwnerReadOnly { column: String },
-    /// Members read their tenant's rows (`column`); tenant admins update them.
+    /// Members read their tenant's row (`column`); its admins rename it.
     TenantReadAdminWrite { column: String },
+    /// Members read their tenant's memberships and their own; admins manage non-owner members
+    /// of their tenant, owners all of them; anyone leaves (unless owner).
+    Memberships,
+    /// The tenant's admins read and withdraw its invitations; invitees read and decline theirs.
+    Invitations,
 }
 
 /// The rule of each table: from its dana policy set, else from the list of hand-written ones.
@@ -99,6 +159,11 @@ fn rule_of(table: &str, policies: &[(String, String)]) -> Rule {
             .trim()
             .to_owned()
     };
+    if table == "api_keys" {
+        return Rule::OwnerReadOnly {
+            column: "user_id".into(),
+        };
+    }
     if let Some(q) = qual_of("dana_owner_select") {
         return Rule::Owner {
             column: column_before(&q, "= ( SELECT dana.uid()"),
@@ -109,25 +174,24 @@ fn rule_of(table: &str, policies: &[(String, String)]) -> Rule {
         let owner_part = &q[q.find(" AND ").expect("tenant set with owner column") + 5..];
         return Rule::Tenant {
             column: tenant,
-            owner: column_before(owner_part, "= ( SELECT dana.uid()"),
+            owner: column_before(owner_part.trim_start_matches('('), "= ( SELECT dana.uid()"),
         };
     }
     if qual_of("dana_admin_select").is_some() {
         return Rule::AdminWrite;
     }
     match table {
-        "user_subscriptions" => Rule::OwnerReadAdminWrite {
+        "user_subscriptions" => Rule::OwnerReadPlatformWrite {
             column: "user_id".into(),
         },
-        "api_usage" => Rule::OwnerReadOnly {
+        "api_usage" => Rule::OwnerReadPlatformRead {
             column: "user_id".into(),
         },
         "tenants" => Rule::TenantReadAdminWrite {
             column: "id".into(),
         },
-        "tenant_members" => Rule::TenantReadAdminWrite {
-            column: "tenant_id".into(),
-        },
+        "tenant_members" => Rule::Memberships,
+        "tenant_invitations" => Rule::Invitations,
         _ => panic!(
             "table public.{table} has no dana policy set and no rule in this test: give it one"
         ),
@@ -187,21 +251,7 @@ async fn check_table(db: &mut Client, table: &str, rule: &Rule, failures: &mut V
 
     for who in PERSONAS {
         // What the persona may see, as a filter over the table (None: nothing; "true": all).
-        let visible: Option<String> = match (rule, who.user) {
-            (Rule::AdminWrite, _) => Some("true".into()),
-            (_, None) => None,
-            (Rule::Owner { column } | Rule::OwnerReadOnly { column }, Some(user)) => {
-                Some(format!("{column} = '{user}'"))
-            }
-            (Rule::OwnerReadAdminWrite { column }, Some(user)) => Some(if who.admin {
-                "true".into()
-            } else {
-                format!("{column} = '{user}'")
-            }),
-            (Rule::Tenant { column, .. } | Rule::TenantReadAdminWrite { column, .. }, Some(_)) => {
-                Some(format!("{column} = '{}'", who.tenant.unwrap()))
-            }
-        };
+        let visible: Option<String> = visible(rule, &who);
         let expected_visible: i64 = match &visible {
             None => 0,
             Some(filter) => db
@@ -226,7 +276,7 @@ async fn check_table(db: &mut Client, table: &str, rule: &Rule, failures: &mut V
         }
         if matches!(who.name, "alice" | "bob")
             && expected_visible == 0
-            && !matches!(rule, Rule::AdminWrite)
+            && !matches!(rule, Rule::AdminWrite | Rule::Invitations)
         {
             fail(
                 &who,
@@ -284,6 +334,35 @@ async fn check_table(db: &mut Client, table: &str, rule: &Rule, failures: &mut V
     }
 }
 
+/// The rows a persona may see under a rule, as a filter (None: nothing; "true": all).
+fn visible(rule: &Rule, who: &Persona) -> Option<String> {
+    if matches!(rule, Rule::AdminWrite) {
+        return Some("true".into());
+    }
+    let user = who.user?;
+    let tenant = who.tenant.unwrap_or("00000000-0000-0000-0000-000000000000");
+    Some(match rule {
+        Rule::AdminWrite => unreachable!("answered above"),
+        Rule::Owner { column } | Rule::OwnerReadOnly { column } => format!("{column} = '{user}'"),
+        Rule::OwnerReadPlatformWrite { column } | Rule::OwnerReadPlatformRead { column } => {
+            if who.platform_admin {
+                "true".into()
+            } else {
+                format!("{column} = '{user}'")
+            }
+        }
+        Rule::Tenant { column, .. } | Rule::TenantReadAdminWrite { column } => {
+            format!("{column} = '{tenant}'")
+        }
+        Rule::Memberships => format!("tenant_id = '{tenant}' OR user_id = '{user}'"),
+        Rule::Invitations => format!(
+            "(tenant_id = '{tenant}' AND {}) OR email = '{}'",
+            who.is_tenant_admin(),
+            who.email.unwrap_or_default()
+        ),
+    })
+}
+
 enum Writable {
     All,
     Nothing,
@@ -292,18 +371,49 @@ enum Writable {
 
 /// The rows a persona may write under a rule.
 fn writable(rule: &Rule, who: &Persona) -> Writable {
+    if matches!(rule, Rule::AdminWrite | Rule::OwnerReadPlatformWrite { .. }) && who.platform_admin
+    {
+        return Writable::All;
+    }
     let Some(user) = who.user else {
         return Writable::Nothing;
     };
-    let tenant = who.tenant.unwrap();
+    let tenant = who.tenant.unwrap_or("00000000-0000-0000-0000-000000000000");
     match rule {
         Rule::Owner { column } => Writable::Rows(format!("{column} = '{user}'")),
+        Rule::Tenant { column, .. } if who.is_tenant_admin() => {
+            Writable::Rows(format!("{column} = '{tenant}'"))
+        }
         Rule::Tenant { column, owner } => {
             Writable::Rows(format!("{column} = '{tenant}' AND {owner} = '{user}'"))
         }
-        Rule::AdminWrite | Rule::OwnerReadAdminWrite { .. } if who.admin => Writable::All,
-        Rule::TenantReadAdminWrite { column } if who.admin => {
+        Rule::TenantReadAdminWrite { column } if who.is_tenant_admin() => {
             Writable::Rows(format!("{column} = '{tenant}'"))
+        }
+        Rule::Memberships => {
+            let managed = if who.is_tenant_owner() {
+                format!("tenant_id = '{tenant}'")
+            } else if who.is_tenant_admin() {
+                format!("tenant_id = '{tenant}' AND role <> 'owner'")
+            } else {
+                "false".into()
+            };
+            Writable::Rows(format!(
+                "({managed}) OR (user_id = '{user}' AND role <> 'owner')"
+            ))
+        }
+        Rule::Invitations => {
+            let managed = if who.is_tenant_owner() {
+                format!("tenant_id = '{tenant}'")
+            } else if who.is_tenant_admin() {
+                format!("tenant_id = '{tenant}' AND role <> 'owner'")
+            } else {
+                "false".into()
+            };
+            Writable::Rows(format!(
+                "({managed}) OR email = '{}'",
+                who.email.unwrap_or_default()
+            ))
         }
         _ => Writable::Nothing,
     }
@@ -354,19 +464,20 @@ async fn no_persona_reads_or_writes_another_users_rows_in_any_table() {
 }
 
 #[tokio::test]
-async fn admins_write_catalogues_and_users_cannot() {
+async fn platform_admins_write_catalogues_and_tenant_admins_cannot() {
     let mut db = dana_e2e::connect().await;
-    let admin = PERSONAS[3];
-    let alice = PERSONAS[1];
+    let [_, alice, _, admin, olga, ops] = PERSONAS;
     let sql = "UPDATE public.subscription_tiers SET name = name || '!' RETURNING 1";
     let total: i64 = db
         .query_one("SELECT count(*) FROM public.subscription_tiers", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(as_persona(&mut db, admin, sql).await, Ok(total));
-    assert_eq!(as_persona(&mut db, alice, sql).await, Ok(0));
-    assert_eq!(as_persona(&mut db, ANON, sql).await, Ok(0));
+    assert!(total > 0);
+    assert_eq!(as_persona(&mut db, ops, sql).await, Ok(total));
+    for who in [alice, admin, olga, ANON] {
+        assert_eq!(as_persona(&mut db, who, sql).await, Ok(0), "{}", who.name);
+    }
 }
 
 #[tokio::test]

@@ -1,36 +1,99 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (PostgREST and PostgreSQL answer too;
 //! a 503 names what does not).
+//!
+//! `/readyz` is reachable by anyone, so it must cost the dependencies next to nothing whatever
+//! the request rate: the result of one check is shared for [`READINESS_TTL`], and while a check
+//! runs, other callers wait for it instead of starting their own (one database connection at a
+//! time, as the BFF's own least-privileged role). Anyone learns *which* dependency is down; the
+//! reasons (addresses, error texts) are for the operator's token only, and go to the log.
 
 use crate::app::App;
+use crate::auth::is_operator;
 use crate::body::{json, Body};
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one readiness result answers every caller.
+pub const READINESS_TTL: Duration = Duration::from_secs(2);
+
+/// The outcome of one round of checks: `Err(reason)` per dependency.
+#[derive(Clone)]
+pub struct Readiness {
+    postgrest: Result<(), String>,
+    postgresql: Result<(), String>,
+}
+
+impl Readiness {
+    fn is_ready(&self) -> bool {
+        self.postgrest.is_ok() && self.postgresql.is_ok()
+    }
+
+    fn checks(&self) -> [(&'static str, &Result<(), String>); 2] {
+        [
+            ("postgrest", &self.postgrest),
+            ("postgresql", &self.postgresql),
+        ]
+    }
+}
+
+/// The last readiness result and when it was taken; the mutex makes checks single-flight.
+#[derive(Default)]
+pub struct ReadinessCache(Mutex<Option<(Instant, Readiness)>>);
+
+impl ReadinessCache {
+    async fn current(&self, app: &App) -> Readiness {
+        let mut last = self.0.lock().await;
+        if let Some((at, readiness)) = last.as_ref() {
+            if at.elapsed() < READINESS_TTL {
+                return readiness.clone();
+            }
+        }
+        let (postgrest, postgresql) =
+            tokio::join!(app.upstream.ready(CHECK_TIMEOUT), postgresql_ready(app));
+        let readiness = Readiness {
+            postgrest,
+            postgresql,
+        };
+        for (name, check) in readiness.checks() {
+            if let Err(reason) = check {
+                tracing::warn!(dependency = name, reason, "not ready");
+            }
+        }
+        *last = Some((Instant::now(), readiness.clone()));
+        readiness
+    }
+}
 
 pub fn healthz() -> Response<Body> {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-pub async fn readyz(app: &App) -> Response<Body> {
-    let (postgrest, postgresql) =
-        tokio::join!(app.upstream.ready(CHECK_TIMEOUT), postgresql_ready(app));
-    let describe = |r: &Result<(), String>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(why) => why.clone(),
-    };
-    let ready = postgrest.is_ok() && postgresql.is_ok();
-    let not_ready: Vec<&str> = [("postgrest", &postgrest), ("postgresql", &postgresql)]
+pub async fn readyz(app: &App, headers: &HeaderMap) -> Response<Body> {
+    let readiness = app.readiness.current(app).await;
+    let not_ready: Vec<&str> = readiness
+        .checks()
         .into_iter()
         .filter(|(_, r)| r.is_err())
         .map(|(name, _)| name)
         .collect();
-    let body = json!({
+    let ready = readiness.is_ready();
+    let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "not_ready": not_ready,
-        "checks": {"postgrest": describe(&postgrest), "postgresql": describe(&postgresql)},
     });
+    if is_operator(app.settings.operator_token.as_deref(), headers) {
+        let describe = |r: &Result<(), String>| match r {
+            Ok(()) => "ok".to_owned(),
+            Err(why) => why.clone(),
+        };
+        body["checks"] = json!({
+            "postgrest": describe(&readiness.postgrest),
+            "postgresql": describe(&readiness.postgresql),
+        });
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -40,7 +103,7 @@ pub async fn readyz(app: &App) -> Response<Body> {
 }
 
 /// A fresh connection and `SELECT 1`: the probe proves the database accepts connections now,
-/// which a pooled connection would not.
+/// which a pooled connection would not. At most one runs at a time (see [`ReadinessCache`]).
 async fn postgresql_ready(app: &App) -> Result<(), String> {
     let check = async {
         let (client, connection) =

@@ -1,22 +1,20 @@
-//! `GET /metrics`: Prometheus text exposition (OpenMetrics). With `BFF_METRICS_TOKEN` set, only
-//! a scraper sending that token as a Bearer gets it, since the API port may face the internet.
+//! `GET /metrics`: Prometheus text exposition (OpenMetrics), for the operator only: it needs
+//! `BFF_OPERATOR_TOKEN` as a Bearer token, and is off when no token is set, since the API port
+//! faces the internet and request counts by status tell an attacker what works.
 
 use crate::app::App;
+use crate::auth::is_operator;
 use crate::body::{full, Body};
 use crate::error::ApiError;
 use http::{header, HeaderMap, HeaderValue, Response};
-use subtle::ConstantTimeEq;
 
 pub fn render(app: &App, headers: &HeaderMap) -> Result<Response<Body>, ApiError> {
-    if let Some(token) = &app.settings.metrics_token {
-        let expected = format!("Bearer {token}");
-        let sent = headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default();
-        if !bool::from(sent.ct_eq(expected.as_bytes())) {
-            return Err(ApiError::MetricsToken);
-        }
+    let token = app.settings.operator_token.as_deref();
+    if token.is_none() {
+        return Err(ApiError::MetricsOff);
+    }
+    if !is_operator(token, headers) {
+        return Err(ApiError::OperatorToken);
     }
     let metrics = &app.metrics;
     let mut text = String::new();

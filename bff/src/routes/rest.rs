@@ -116,7 +116,9 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
     tracing::debug!(role = %caller.claims.role, user = caller.claims.user_id(), "forwarding to PostgREST");
     let upstream = &app.upstream;
     if declared_length(request.headers()).is_some_and(|len| len > upstream.max_body_bytes) {
-        body_limit::drain_unshared(request.into_body()).await;
+        // Answer at once; the body is read and thrown away behind the answer (within caps), so
+        // a client still sending can read it before the connection closes.
+        tokio::spawn(body_limit::drain_unshared(request.into_body()));
         return Err(ApiError::BodyTooLarge {
             limit: upstream.max_body_bytes,
         });
@@ -170,7 +172,9 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
         };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let body = coalesce_small_body(body).await;
+    let body = coalesce_small_body(body, upstream.timeout)
+        .await
+        .map_err(|e| body_failed(app, upstream, e))?;
     Ok(Response::from_parts(parts, body))
 }
 
@@ -182,12 +186,22 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 /// within [`COALESCE_LIMIT`] is gathered and sent as one body with a `Content-Length` (one
 /// write, as nginx's `proxy_buffering` does); a longer one sends what was gathered and streams
 /// the rest, so memory stays bounded by the limit per request.
-async fn coalesce_small_body(mut body: Incoming) -> Body {
+///
+/// PostgREST must keep the body coming: a pause longer than `idle` between two pieces ends the
+/// response (the client sees it cut short, as it would from PostgREST itself).
+///
+/// Errors come back while nothing has gone to the client yet, so the caller can still answer
+/// with a status of its own.
+async fn coalesce_small_body(mut body: Incoming, idle: Duration) -> Result<Body, BoxError> {
     let mut gathered = bytes::BytesMut::new();
     let mut held_back = None;
     while gathered.len() <= COALESCE_LIMIT {
-        match body.frame().await {
-            None => return crate::body::full(gathered.freeze()),
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Ok(frame) => frame.map(|f| f.map_err(BoxError::from)),
+            Err(_) => Some(Err(BoxError::from(crate::body::Stalled(idle)))),
+        };
+        match frame {
+            None => return Ok(crate::body::full(gathered.freeze())),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => gathered.extend_from_slice(&data),
                 // Trailers (PostgREST sends none) end the gathering and pass on as they came.
@@ -198,17 +212,33 @@ async fn coalesce_small_body(mut body: Incoming) -> Body {
                     break;
                 }
             },
-            Some(Err(e)) => {
-                held_back = Some(Err(BoxError::from(e)));
-                break;
-            }
+            Some(Err(e)) => return Err(e),
         }
     }
     let head = futures_util::stream::iter(
         std::iter::once(Ok(Frame::data(gathered.freeze()))).chain(held_back),
     );
-    let rest = BodyStream::new(body.map_err(BoxError::from));
-    BodyExt::boxed(StreamBody::new(head.chain(rest)))
+    let rest = BodyStream::new(crate::body::IdleTimeout::new(
+        body.map_err(BoxError::from),
+        idle,
+    ));
+    Ok(BodyExt::boxed(StreamBody::new(head.chain(rest))))
+}
+
+/// The answer when PostgREST's body failed before anything went to the client.
+fn body_failed(app: &App, upstream: &Upstream, error: BoxError) -> ApiError {
+    if error.is::<crate::body::Stalled>() {
+        app.metrics.upstream_error("postgrest", "timeout");
+        return ApiError::UpstreamTimeout {
+            upstream: UPSTREAM,
+            seconds: upstream.timeout.as_secs_f64(),
+        };
+    }
+    app.metrics.upstream_error("postgrest", "other");
+    ApiError::UpstreamFailed {
+        upstream: UPSTREAM,
+        details: root_cause(&*error),
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -295,16 +325,46 @@ fn strip_request_headers(headers: &mut HeaderMap) {
     // The client sets Host for the upstream; Expect is answered by our own server.
     headers.remove(header::HOST);
     headers.remove(header::EXPECT);
-    // Only the BFF may say who the peer is.
-    for name in [
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "forwarded",
-        "x-real-ip",
-    ] {
+    // Only the BFF may say who the peer is, and by what name and path it was reached.
+    let forwarding: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_forwarding_header(name.as_str()))
+        .cloned()
+        .collect();
+    for name in forwarding {
         headers.remove(name);
     }
+}
+
+/// Headers by which proxies and CDNs tell an upstream about the client (its address, the host,
+/// scheme, port and path prefix it used): a client must not be able to claim any of them.
+fn is_forwarding_header(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || matches!(
+            name,
+            "forwarded"
+                | "x-real-ip"
+                | "true-client-ip"
+                | "x-client-ip"
+                | "x-cluster-client-ip"
+                | "cf-connecting-ip"
+                | "fastly-client-ip"
+                | "x-original-forwarded-for"
+                | "x-original-host"
+                | "x-original-url"
+                | "x-rewrite-url"
+                | "x-host"
+                | "via"
+        )
+}
+
+/// True when a path has a `.` or `..` segment, literally or percent-encoded: `/rest/v1/../x`
+/// must not reach PostgREST (or anything else) as some other path.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 #[cfg(test)]
@@ -330,6 +390,12 @@ mod tests {
             ("te", "trailers"),
             ("upgrade", "websocket"),
             ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("true-client-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
             ("host", "bff.example.com"),
             ("prefer", "return=representation,count=exact"),
             ("range", "0-9"),
@@ -356,6 +422,27 @@ mod tests {
                 "x-client-info"
             ]
         );
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_any_spelling() {
+        for path in [
+            "/rest/v1/../x",
+            "/rest/v1/./tasks",
+            "/rest/v1/%2e%2e/x",
+            "/rest/v1/.%2E/x",
+            "/rest/v1/tasks/..",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/rest/v1/tasks",
+            "/rest/v1/rpc/a.b",
+            "/rest/v1/...",
+            "/rest/v1/",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! into the encrypted `secrets` column, leaves masks in their place and enforces the life cycle.
 //! Only `dana.integration_secrets()`, callable by the service role, returns secrets in clear.
 
-pub mod hosts;
 pub mod lifecycle;
 pub mod secrets;
 pub mod validate;

@@ -45,10 +45,10 @@ pub fn define_settings() {
 }
 
 /// The operator's exceptions to the public-hosts rule (`dana.integration_allowed_hosts`).
-pub fn allowed_hosts() -> super::hosts::HostPolicy {
+pub fn allowed_hosts() -> dana_egress::HostPolicy {
     ALLOWED_HOSTS
         .get()
-        .map(|raw| super::hosts::HostPolicy::parse(&raw.to_string_lossy()))
+        .map(|raw| dana_egress::HostPolicy::parse(&raw.to_string_lossy()))
         .unwrap_or_default()
 }
 

@@ -5,7 +5,7 @@
 //! every problem instead of stopping at the first, so a form can show them all at once. Unknown
 //! fields are refused too: a secret sent under an unexpected name must never be stored in clear.
 
-use super::hosts::{mongodb_hosts, HostPolicy};
+use dana_egress::{mongodb_hosts, HostPolicy};
 use serde_json::{Map, Value};
 
 /// How a field's value is checked.

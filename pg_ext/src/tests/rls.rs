@@ -185,6 +185,14 @@ mod tests {
         );
         run("CREATE TABLE audited.fine (id int, owner uuid)");
         run("SELECT dana.enable_owner_rls('audited.fine', 'owner')");
+        // Columns of a restrictive policy, of a WITH CHECK, or beside an indexed one: not gaps.
+        run("CREATE TABLE audited.narrowed (id int, owner uuid, kind text)");
+        run("SELECT dana.enable_owner_rls('audited.narrowed', 'owner')");
+        run("CREATE POLICY only_notes ON audited.narrowed AS RESTRICTIVE FOR UPDATE USING (kind = 'note') WITH CHECK (kind = 'note')");
+        run("CREATE TABLE audited.mixed (id int, owner uuid, kind text)");
+        run("CREATE INDEX ON audited.mixed (owner)");
+        run("ALTER TABLE audited.mixed ENABLE ROW LEVEL SECURITY");
+        run("CREATE POLICY own_kinds ON audited.mixed USING (owner = (select dana.uid()) AND kind <> 'locked') WITH CHECK (kind = 'note')");
         let found: Vec<String> = crate::tests::strings("SELECT table_name || ' ' || finding || ' ' || coalesce(policy, '-') FROM dana.rls_audit('audited')");
         assert_eq!(
             found,

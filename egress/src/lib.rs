@@ -1,4 +1,4 @@
-//! Which hosts a user may point an integration at.
+//! Which hosts Dana may reach on a user's behalf.
 //!
 //! An integration config names hosts the BFF will connect to when it verifies or uses the
 //! config (SMTP servers, databases, a Salesforce instance). A user who could name `127.0.0.1`,
@@ -6,12 +6,15 @@
 //! a probe of the platform's own network. So literal loopback, private, link-local, shared,
 //! multicast and unspecified addresses are refused, as are names that resolve locally by
 //! convention (`localhost`, `*.local`, `*.internal`, `*.localhost`) and numeric spellings of an
-//! address that resolvers accept (`2130706433`, `0x7f.1`, `127.1`). This is the first of two
-//! checks: a public name can still resolve to a private address, so the BFF checks the resolved
-//! addresses again at connect time.
+//! address that resolvers accept (`2130706433`, `0x7f.1`, `127.1`).
 //!
-//! A deployment whose databases really live on a private network lists them in the superuser-only
-//! setting `dana.integration_allowed_hosts` (comma-separated names, addresses or CIDR blocks).
+//! Two places apply the rule: the extension when a config is written (names and literal
+//! addresses), and the BFF when it connects (the addresses a name resolves to, since a public
+//! name can point at a private address). Both use this crate, so they cannot drift apart.
+//!
+//! A deployment whose databases really live on a private network lists them: the superuser-only
+//! setting `dana.integration_allowed_hosts` in the database, `BFF_EGRESS_ALLOW` in the BFF
+//! (comma-separated names, addresses or CIDR blocks, parsed by [`HostPolicy::parse`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -45,9 +48,10 @@ impl HostPolicy {
         policy
     }
 
-    fn allows(&self, host: &str) -> bool {
+    /// True when the operator listed this host (by name, address or block).
+    pub fn allows(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if self.names.iter().any(|n| *n == host) {
+        if self.names.contains(&host) {
             return true;
         }
         match host.trim_matches(['[', ']']).parse::<IpAddr>() {
@@ -56,6 +60,24 @@ impl HostPolicy {
                 .iter()
                 .any(|(net, bits)| in_block(ip, *net, *bits)),
             Err(_) => false,
+        }
+    }
+
+    /// True when the operator listed this resolved address.
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        self.blocks
+            .iter()
+            .any(|(net, bits)| in_block(ip, *net, *bits))
+    }
+
+    /// `Ok` for an address Dana may connect to: public, or listed by the operator.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        if is_public(ip) || self.allows_ip(ip) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{ip} is a loopback, private, link-local or reserved address"
+            ))
         }
     }
 
@@ -106,7 +128,7 @@ fn in_block(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     }
 }
 
-/// True for addresses on the public internet. The same rule as the BFF's connect-time check.
+/// True for addresses on the public internet.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
