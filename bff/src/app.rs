@@ -4,10 +4,12 @@
 
 use crate::auth::ApiKeys;
 use crate::body::Body;
+use crate::db::Db;
 use crate::error::ApiError;
+use crate::knowledge::KnowledgeFiles;
 use crate::metrics::Metrics;
 use crate::routes::health::{self, ReadinessCache};
-use crate::routes::{metrics as metrics_route, rest};
+use crate::routes::{knowledge, metrics as metrics_route, rest, storage_api};
 use crate::settings::BffSettings;
 use dana_supabase::JwtVerifier;
 use http::{Request, Response};
@@ -23,11 +25,31 @@ pub struct App {
     pub upstream: rest::Upstream,
     pub metrics: Metrics,
     pub readiness: ReadinessCache,
+    pub db: Db,
+    pub knowledge: KnowledgeFiles,
 }
 
+/// What can keep the BFF from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("token verification: {0}")]
+    Jwt(#[from] dana_supabase::JwtError),
+    #[error("BFF_DB_URL: {0}")]
+    Db(#[from] crate::db::DbError),
+}
+
+/// Connections of the BFF's own pool (the `dana_bff` login's limit is 20).
+const DB_POOL_SIZE: usize = 10;
+
 impl App {
-    pub fn new(settings: BffSettings) -> Result<Self, dana_supabase::JwtError> {
+    pub fn new(settings: BffSettings) -> Result<Self, SetupError> {
         let verifier = JwtVerifier::new(&settings.supabase.jwt)?;
+        let db = Db::new(&settings.supabase.db_url, DB_POOL_SIZE)?;
+        let store = settings
+            .storage
+            .as_ref()
+            .map(dana_storage::KnowledgeStore::new);
+        let knowledge = KnowledgeFiles::new(db.clone(), store, settings.knowledge.clone());
         let api_keys = ApiKeys {
             anon: settings.supabase.anon_key.clone(),
             service_role: settings.supabase.service_role_key.clone(),
@@ -40,6 +62,8 @@ impl App {
             upstream,
             metrics: Metrics::default(),
             readiness: ReadinessCache::default(),
+            db,
+            knowledge,
         })
     }
 }
@@ -56,6 +80,10 @@ pub async fn handle(
         ("refused", Err(refused))
     } else if path == "/rest/v1" || path.starts_with("/rest/v1/") {
         ("rest", rest::proxy(&app, request).await)
+    } else if path == "/api/knowledge/files" || path.starts_with("/api/knowledge/files/") {
+        ("knowledge", knowledge::route(&app, request).await)
+    } else if path.starts_with("/storage/v1/") {
+        ("storage", Ok(storage_api::route(&app, request).await))
     } else {
         match path {
             "/healthz" => ("healthz", Ok(health::healthz())),

@@ -2,6 +2,9 @@
 //! (`{"code","message","details","hint"}`), so supabase-js surfaces it like any other.
 
 use crate::body::{full, Body};
+use crate::db::DbError;
+use crate::knowledge::KnowledgeError;
+use dana_storage::StorageError;
 use dana_supabase::JwtError;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
@@ -51,6 +54,12 @@ pub enum ApiError {
     OperatorToken,
     #[error("metrics are off")]
     MetricsOff,
+    #[error(transparent)]
+    Knowledge(#[from] KnowledgeError),
+    #[error("the requested range is not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -69,6 +78,9 @@ impl ApiError {
             ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::DotSegments => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) | ApiError::MetricsOff => StatusCode::NOT_FOUND,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Knowledge(e) => knowledge_status(e),
         }
     }
 
@@ -92,12 +104,38 @@ impl ApiError {
             ApiError::NotFound(_) => ("BFF404", None, Some("The API lives under /rest/v1.".into())),
             ApiError::OperatorToken => ("BFF401", None, Some("Send Authorization: Bearer <BFF_OPERATOR_TOKEN>.".into())),
             ApiError::MetricsOff => ("BFF404", None, Some("Metrics are served only when BFF_OPERATOR_TOKEN is set.".into())),
+            ApiError::RangeNotSatisfiable { size } => ("BFF416", Some(format!("the file has {size} bytes")), None),
+            ApiError::Internal(why) => {
+                tracing::error!(error = why, "internal error");
+                ("BFF500", None, None)
+            }
+            ApiError::Knowledge(e) => knowledge_code(e),
         };
         ErrorBody {
             code,
-            message: self.to_string(),
+            message: self.public_message(),
             details,
             hint,
+        }
+    }
+
+    /// The message a client sees: the error's own, except for failures of a dependency, whose
+    /// text (addresses, driver errors) stays in the log.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Knowledge(KnowledgeError::Storage(StorageError::Unavailable(_))) => {
+                "storage is unavailable".into()
+            }
+            ApiError::Knowledge(KnowledgeError::Storage(StorageError::NotFound(_))) => {
+                "no such file".into()
+            }
+            ApiError::Knowledge(KnowledgeError::Storage(_)) => "storage failed".into(),
+            ApiError::Knowledge(KnowledgeError::Db(DbError::Unavailable(_))) => {
+                "the database is unavailable".into()
+            }
+            ApiError::Knowledge(KnowledgeError::Db(DbError::Forbidden(why))) => why.clone(),
+            ApiError::Knowledge(KnowledgeError::Db(_)) => "database error".into(),
+            other => other.to_string(),
         }
     }
 
@@ -110,7 +148,16 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        if matches!(self, ApiError::BodyTooLarge { .. }) {
+        if let ApiError::RangeNotSatisfiable { size } = &self {
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("digits"),
+            );
+        }
+        if matches!(
+            self,
+            ApiError::BodyTooLarge { .. } | ApiError::Knowledge(KnowledgeError::TooLarge { .. })
+        ) {
             // The rest of the body is not read: the connection ends after this answer.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -125,4 +172,76 @@ impl ApiError {
         }
         response
     }
+}
+
+/// The status of a knowledge-file failure: a dependency that is down is a 503 naming it.
+fn knowledge_status(error: &KnowledgeError) -> StatusCode {
+    match error {
+        KnowledgeError::NotConfigured => StatusCode::NOT_IMPLEMENTED,
+        KnowledgeError::NotSignedIn => StatusCode::UNAUTHORIZED,
+        KnowledgeError::NotFound | KnowledgeError::Storage(StorageError::NotFound(_)) => {
+            StatusCode::NOT_FOUND
+        }
+        KnowledgeError::AlreadyExists(_)
+        | KnowledgeError::Busy
+        | KnowledgeError::Db(DbError::Conflict(_)) => StatusCode::CONFLICT,
+        KnowledgeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        KnowledgeError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        KnowledgeError::BadKey(_) | KnowledgeError::BadBody(_) | KnowledgeError::Invalid(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        KnowledgeError::Storage(StorageError::InvalidRange) => StatusCode::RANGE_NOT_SATISFIABLE,
+        KnowledgeError::Storage(StorageError::Unavailable(_))
+        | KnowledgeError::Db(DbError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        KnowledgeError::Db(DbError::Forbidden(_)) => StatusCode::FORBIDDEN,
+        KnowledgeError::Storage(_) => StatusCode::BAD_GATEWAY,
+        KnowledgeError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn knowledge_code(error: &KnowledgeError) -> (&'static str, Option<String>, Option<String>) {
+    let code = match knowledge_status(error).as_u16() {
+        400 => "BFF400",
+        401 => "BFF401",
+        403 => "BFF403",
+        404 => "BFF404",
+        409 => "BFF409",
+        413 => "BFF413",
+        415 => "BFF415",
+        416 => "BFF416",
+        501 => "BFF501",
+        503 => "BFF503",
+        502 => "BFF502",
+        _ => "BFF500",
+    };
+    let (details, hint) = match error {
+        KnowledgeError::Storage(StorageError::Unavailable(why)) => {
+            tracing::warn!(error = why, "storage unavailable");
+            (
+                Some("storage is unavailable".to_owned()),
+                Some("Retry later.".to_owned()),
+            )
+        }
+        KnowledgeError::Db(DbError::Unavailable(why)) => {
+            tracing::warn!(error = why, "database unavailable");
+            (
+                Some("the database is unavailable".to_owned()),
+                Some("Retry later.".to_owned()),
+            )
+        }
+        KnowledgeError::Storage(e) => {
+            tracing::error!(error = %e, "storage error");
+            (Some("storage refused the operation".to_owned()), None)
+        }
+        KnowledgeError::Db(e) => {
+            tracing::error!(error = %e, "database error");
+            (None, None)
+        }
+        KnowledgeError::UnsupportedType(_) => (
+            None,
+            Some("See KNOWLEDGE_MIME_TYPES for the accepted types.".to_owned()),
+        ),
+        _ => (None, None),
+    };
+    (code, details, hint)
 }

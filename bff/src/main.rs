@@ -4,7 +4,9 @@ mod app;
 mod auth;
 mod body;
 mod body_limit;
+mod db;
 mod error;
+mod knowledge;
 mod metrics;
 mod migrate;
 mod routes;
@@ -37,6 +39,8 @@ enum Command {
         #[arg(long, default_value = "migrations")]
         dir: PathBuf,
     },
+    /// Creates the knowledge-files bucket unless it exists (storage settings from the environment).
+    EnsureBucket,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,7 +59,29 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::EnsureBucket => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let store = storage_from_env()?;
+            let created = runtime.block_on(store.ensure_bucket())?;
+            println!(
+                "storage: bucket {} {}",
+                store.bucket(),
+                if created { "created" } else { "exists" }
+            );
+            Ok(())
+        }
     }
+}
+
+/// The storage settings alone, for the commands that need nothing else.
+fn storage_from_env() -> anyhow::Result<dana_storage::KnowledgeStore> {
+    let mut env = dana_supabase::EnvReader::from_process_env();
+    let storage = settings::read_storage(&mut env);
+    let storage = env.finish(storage).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let storage = storage.ok_or_else(|| anyhow::anyhow!("STORAGE_S3_URL is not set"))?;
+    Ok(dana_storage::KnowledgeStore::new(&storage))
 }
 
 fn serve() -> anyhow::Result<()> {

@@ -50,6 +50,10 @@ fn cors(app: &App) -> CorsLayer {
             "range-unit",
             "x-client-info",
             "x-request-id",
+            // storage-js uploads
+            "x-upsert",
+            "x-metadata",
+            "cache-control",
             // The static anti-CSRF header cookie-authenticated calls carry (the session routes).
             "x-csrf",
         ]))
@@ -60,6 +64,9 @@ fn cors(app: &App) -> CorsLayer {
             "preference-applied",
             "content-profile",
             "x-request-id",
+            "etag",
+            "content-disposition",
+            "content-length",
         ]))
         // Cookie-authenticated routes (sessions) need credentialed CORS; the list is explicit.
         .allow_credentials(true)

@@ -1,6 +1,7 @@
 //! The BFF's settings: the Supabase project's (shared names, see `dana_supabase::settings`) plus
 //! the gateway's own, all prefixed `BFF_`.
 
+use dana_storage::StorageSettings;
 use dana_supabase::{EnvReader, SettingsError, SupabaseSettings};
 use http::HeaderValue;
 use std::net::SocketAddr;
@@ -41,6 +42,88 @@ pub struct BffSettings {
     /// `BFF_OPERATOR_TOKEN`: the operator's token. `/metrics` and the reasons behind `/readyz`
     /// need `Authorization: Bearer <token>`; without a token set, `/metrics` is off.
     pub operator_token: Option<String>,
+    /// The S3 bucket of knowledge files; `None` when `STORAGE_S3_URL` is not set (the file
+    /// routes then answer 501 naming it, the rest of the BFF works).
+    pub storage: Option<StorageSettings>,
+    pub knowledge: KnowledgeSettings,
+    /// `BFF_EGRESS_ALLOW`: private hosts the BFF may still reach for a user's integration.
+    pub egress_allow: dana_egress::HostPolicy,
+}
+
+/// Limits on knowledge files.
+#[derive(Debug, Clone)]
+pub struct KnowledgeSettings {
+    /// `KNOWLEDGE_MAX_FILE_BYTES` (default 100 MiB).
+    pub max_file_bytes: u64,
+    /// `KNOWLEDGE_MIME_TYPES`: allowed types, `type/*` wildcards allowed.
+    pub mime_types: Vec<String>,
+}
+
+/// The types a knowledge base takes by default: documents, data and pictures.
+pub const DEFAULT_MIME_TYPES: &[&str] = &[
+    "application/pdf",
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "application/json",
+    "text/html",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+];
+
+impl KnowledgeSettings {
+    /// True when `content_type` (parameters ignored) is on the list.
+    pub fn allows(&self, content_type: &str) -> bool {
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        self.mime_types
+            .iter()
+            .any(|allowed| match allowed.strip_suffix("/*") {
+                Some(kind) => essence.split('/').next() == Some(kind) && essence.contains('/'),
+                None => *allowed == essence,
+            })
+    }
+}
+
+/// The bucket's settings, under Supabase's names for its S3 endpoint where they exist. `None`
+/// when `STORAGE_S3_URL` is unset; the others are then required.
+pub fn read_storage(env: &mut EnvReader<'_>) -> Option<StorageSettings> {
+    let endpoint = env.optional_url("STORAGE_S3_URL")?;
+    let access_key_id = env.required("S3_PROTOCOL_ACCESS_KEY_ID", "the S3 access key id");
+    let secret_access_key = env.required("S3_PROTOCOL_ACCESS_KEY_SECRET", "the S3 secret key");
+    let region = env
+        .optional("S3_REGION")
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let bucket = env
+        .optional("KNOWLEDGE_BUCKET")
+        .unwrap_or_else(|| "knowledge-files".to_owned());
+    let part_size = env.parsed(
+        "STORAGE_PART_SIZE_BYTES",
+        StorageSettings::DEFAULT_PART_SIZE,
+        "a number of bytes",
+    );
+    if part_size < StorageSettings::MIN_PART_SIZE {
+        env.problem("STORAGE_PART_SIZE_BYTES must be at least 5 MiB (S3's smallest part)");
+    }
+    let parallel_parts = env.parsed("STORAGE_PARALLEL_PARTS", 2, "a number");
+    Some(StorageSettings {
+        endpoint,
+        region,
+        access_key_id,
+        secret_access_key,
+        bucket,
+        force_path_style: env.parsed("STORAGE_S3_FORCE_PATH_STYLE", true, "true or false"),
+        part_size,
+        parallel_parts,
+    })
 }
 
 impl BffSettings {
@@ -106,6 +189,25 @@ impl BffSettings {
         if upstream_timeout.is_zero() {
             env.problem("BFF_UPSTREAM_TIMEOUT_SECS must be above 0");
         }
+        let storage = read_storage(&mut env);
+        let knowledge = KnowledgeSettings {
+            max_file_bytes: env.parsed(
+                "KNOWLEDGE_MAX_FILE_BYTES",
+                100 * 1024 * 1024,
+                "a number of bytes",
+            ),
+            mime_types: env
+                .optional("KNOWLEDGE_MIME_TYPES")
+                .map(|list| {
+                    list.split(',')
+                        .map(|t| t.trim().to_ascii_lowercase())
+                        .filter(|t| !t.is_empty())
+                        .collect()
+                })
+                .unwrap_or_else(|| DEFAULT_MIME_TYPES.iter().map(|t| t.to_string()).collect()),
+        };
+        let egress_allow =
+            dana_egress::HostPolicy::parse(&env.optional("BFF_EGRESS_ALLOW").unwrap_or_default());
         let settings = supabase.map(|supabase| Self {
             supabase,
             listen,
@@ -117,6 +219,9 @@ impl BffSettings {
             worker_threads,
             max_header_bytes,
             operator_token,
+            storage,
+            knowledge,
+            egress_allow,
         });
         env.finish(settings)
             .map(|s| s.expect("settings are complete when no problem was found"))
@@ -181,6 +286,35 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }
+    }
+
+    #[test]
+    fn storage_is_optional_but_complete_when_named() {
+        assert!(read(&[]).unwrap().storage.is_none());
+        let err = read(&[("STORAGE_S3_URL", "http://127.0.0.1:54333")]).unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        let s = read(&[
+            ("STORAGE_S3_URL", "http://127.0.0.1:54333"),
+            ("S3_PROTOCOL_ACCESS_KEY_ID", "id"),
+            ("S3_PROTOCOL_ACCESS_KEY_SECRET", "secret"),
+        ])
+        .unwrap();
+        let storage = s.storage.unwrap();
+        assert_eq!(storage.bucket, "knowledge-files");
+        assert!(storage.force_path_style);
+    }
+
+    #[test]
+    fn mime_types_match_with_wildcards_and_parameters() {
+        let s = read(&[("KNOWLEDGE_MIME_TYPES", "application/pdf, image/*")]).unwrap();
+        assert!(s.knowledge.allows("application/pdf"));
+        assert!(s.knowledge.allows("Image/PNG; q=1"));
+        assert!(!s.knowledge.allows("text/html"));
+        assert!(!s.knowledge.allows("image"));
+        assert!(read(&[])
+            .unwrap()
+            .knowledge
+            .allows("text/plain;charset=UTF-8"));
     }
 
     #[test]

