@@ -4,6 +4,7 @@ mod app;
 mod auth;
 mod body;
 mod body_limit;
+mod commands;
 mod db;
 mod error;
 mod knowledge;
@@ -41,6 +42,28 @@ enum Command {
     },
     /// Creates the knowledge-files bucket unless it exists (storage settings from the environment).
     EnsureBucket,
+    /// Moves files still held base64-encoded in knowledge_files.content_base64 into the bucket.
+    /// Safe to stop and run again. Uses BFF_DB_URL and the storage settings.
+    BackfillKnowledge {
+        /// Rows read per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+        /// Files moved at the same time.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Decode and check every row, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Lists objects without rows, rows without objects, stale pending rows and uploads.
+    ReconcileKnowledge {
+        /// Settle what is found.
+        #[arg(long)]
+        fix: bool,
+        /// Pending rows and multipart uploads younger than this many seconds are left alone.
+        #[arg(long, default_value_t = 3600)]
+        stale_after_secs: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +81,31 @@ fn main() -> anyhow::Result<()> {
                 println!("migrations: applied {name}");
             }
             Ok(())
+        }
+        Command::BackfillKnowledge {
+            batch,
+            concurrency,
+            dry_run,
+        } => {
+            let (db, store) = knowledge_from_env()?;
+            let options = commands::backfill::BackfillOptions {
+                batch: batch.max(1),
+                concurrency,
+                dry_run,
+            };
+            run_command(commands::backfill::command(db, store, options))
+        }
+        Command::ReconcileKnowledge {
+            fix,
+            stale_after_secs,
+        } => {
+            let (db, store) = knowledge_from_env()?;
+            run_command(commands::reconcile::command(
+                db,
+                store,
+                fix,
+                std::time::Duration::from_secs(stale_after_secs),
+            ))
         }
         Command::EnsureBucket => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -82,6 +130,26 @@ fn storage_from_env() -> anyhow::Result<dana_storage::KnowledgeStore> {
     let storage = env.finish(storage).map_err(|e| anyhow::anyhow!("{e}"))?;
     let storage = storage.ok_or_else(|| anyhow::anyhow!("STORAGE_S3_URL is not set"))?;
     Ok(dana_storage::KnowledgeStore::new(&storage))
+}
+
+/// The database (BFF_DB_URL) and the bucket, for the knowledge commands.
+fn knowledge_from_env() -> anyhow::Result<(db::Db, dana_storage::KnowledgeStore)> {
+    let url = std::env::var("BFF_DB_URL")
+        .map_err(|_| anyhow::anyhow!("BFF_DB_URL is not set (the BFF's own database login)"))?;
+    Ok((db::Db::new(&url, 20)?, storage_from_env()?))
+}
+
+fn run_command(
+    work: impl std::future::Future<Output = anyhow::Result<bool>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let clean = runtime.block_on(work)?;
+    if !clean {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn serve() -> anyhow::Result<()> {

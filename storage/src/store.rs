@@ -248,10 +248,11 @@ impl KnowledgeStore {
                 }
             }
         }
-        let sha256 = hex::encode(sha.finalize());
+        let digest = sha.finalize();
+        let sha256 = hex::encode(digest);
         let e_tag = match multipart.take() {
             None => {
-                let md5 = Md5::digest(&buffer);
+                // The server checks the body against the SHA-256 computed here.
                 let put = self
                     .client
                     .put_object()
@@ -259,7 +260,7 @@ impl KnowledgeStore {
                     .key(key)
                     .content_type(content_type)
                     .set_cache_control(cache_control.map(str::to_owned))
-                    .content_md5(base64_standard(&md5))
+                    .checksum_sha256(base64_standard(&digest))
                     .body(ByteStream::from(buffer.freeze()))
                     .send()
                     .await
@@ -283,6 +284,60 @@ impl KnowledgeStore {
             size,
             sha256,
             e_tag,
+        })
+    }
+
+    /// Stores `bytes` at `key` and proves it: the PUT carries the bytes' SHA-256, which the
+    /// server checks, and a HEAD afterwards must show the same size (and the same SHA-256, when
+    /// the server keeps checksums). For the backfill, which must not clear a database column
+    /// before its bytes are known to be in the bucket.
+    pub async fn put_verified(
+        &self,
+        key: &str,
+        content_type: &str,
+        bytes: Bytes,
+    ) -> Result<StoredObject, StorageError> {
+        let digest = Sha256::digest(&bytes);
+        let checksum = base64_standard(&digest);
+        let size = bytes.len() as u64;
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .checksum_sha256(&checksum)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(StorageError::from_sdk)?;
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(StorageError::from_sdk)?;
+        let stored_size = head.content_length.unwrap_or(-1);
+        if stored_size != size as i64 {
+            return Err(StorageError::Other(format!(
+                "{key}: the stored object has {stored_size} bytes, not {size}"
+            )));
+        }
+        if let Some(stored) = head.checksum_sha256.as_deref() {
+            if stored != checksum {
+                return Err(StorageError::Other(format!(
+                    "{key}: the stored object's SHA-256 differs from the bytes sent"
+                )));
+            }
+        }
+        Ok(StoredObject {
+            key: key.to_owned(),
+            size,
+            sha256: hex::encode(digest),
+            e_tag: put.e_tag,
         })
     }
 

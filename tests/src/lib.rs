@@ -4,6 +4,7 @@
 //! once itself — so a bare `cargo test` works too.
 
 pub mod processes;
+pub mod storage;
 pub mod tokens;
 
 use std::collections::HashMap;
