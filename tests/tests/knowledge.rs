@@ -20,8 +20,11 @@ fn marker(what: &str) -> String {
     format!("e2e-{what}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// One part of a form: field name, file name, content type, bytes.
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
 /// A multipart/form-data body written by hand, so file names reach the BFF exactly as given.
-fn form(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+fn form(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = format!("dana{}", uuid::Uuid::new_v4().simple());
     let mut body = Vec::new();
     for (name, file_name, content_type, data) in parts {

@@ -107,8 +107,8 @@ async fn every_disagreement_is_found_and_fixed() {
     for line in [
         format!("object without row: {}", key("orphan.txt")),
         format!("({})", key("missing.txt")),
-        format!("stale pending row whose object is stored"),
-        format!("stale pending row without object"),
+        "stale pending row whose object is stored".to_owned(),
+        "stale pending row without object".to_owned(),
         format!("stale multipart upload: {}", key("abandoned.bin")),
     ] {
         assert!(report.contains(&line), "{line} not in:\n{report}");
