@@ -545,6 +545,24 @@ impl KnowledgeFiles {
     }
 }
 
+/// The object key of a stored row whose key lies in its owner's folder; NotFound otherwise. The
+/// database refuses such a row already; a row that got past it still never reads another user's
+/// object.
+fn stored_key(row: &FileRow) -> Result<&str, KnowledgeError> {
+    let key = row
+        .storage_path
+        .as_deref()
+        .filter(|_| row.status == "stored");
+    match key {
+        Some(key) if keys::folder_of(key) == Some(row.user_id.to_string().as_str()) => Ok(key),
+        Some(key) => {
+            tracing::error!(row = %row.id, key, "a knowledge file row points outside its owner's folder; refused");
+            Err(KnowledgeError::NotFound)
+        }
+        None => Err(KnowledgeError::NotFound),
+    }
+}
+
 /// Runs `work` in one transaction acting as `acting`, and commits.
 pub async fn in_transaction<T>(
     db: &Db,
@@ -594,6 +612,44 @@ impl Drop for PendingRow {
         let (db, id, owner, replacing) = (self.db.clone(), self.id, self.owner, self.replacing);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { undo(&db, id, owner, replacing).await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(owner: Uuid, key: &str, status: &str) -> FileRow {
+        FileRow {
+            id: Uuid::new_v4(),
+            user_id: owner,
+            file_name: "f.txt".into(),
+            content_type: "text/plain".into(),
+            storage_path: Some(key.into()),
+            status: status.into(),
+            sha256: None,
+            size_bytes: None,
+            cache_control: None,
+            metadata: Value::Null,
+            created_at: String::new(),
+            updated_at: String::new(),
+            json: Value::Null,
+        }
+    }
+
+    #[test]
+    fn only_a_stored_key_in_the_owners_folder_is_read() {
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let own = format!("{alice}/notes.txt");
+        assert_eq!(stored_key(&row(alice, &own, "stored")).unwrap(), own);
+        // A row of Bob's pointing at Alice's object reads nothing.
+        assert!(matches!(
+            stored_key(&row(bob, &own, "stored")),
+            Err(KnowledgeError::NotFound)
+        ));
+        for status in ["pending", "failed", "legacy"] {
+            assert!(stored_key(&row(alice, &own, status)).is_err(), "{status}");
         }
     }
 }
