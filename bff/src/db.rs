@@ -106,10 +106,11 @@ pub async fn act_as(tx: &Transaction<'_>, acting: Acting<'_>) -> Result<(), DbEr
         Acting::User(claims) => ("authenticated", claims),
         Acting::Service => ("service_role", r#"{"role":"service_role"}"#),
     };
-    tx.execute(
-        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
-        &[&role, &claims],
-    )
-    .await?;
+    let statement = tx
+        .prepare_cached(
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+        )
+        .await?;
+    tx.execute(&statement, &[&role, &claims]).await?;
     Ok(())
 }

@@ -7,9 +7,8 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -86,17 +85,33 @@ pub struct Download {
 }
 
 impl Download {
-    /// The bytes, as they arrive from S3.
+    /// The bytes, as they arrive from S3. Pieces that have already arrived are joined (up to
+    /// [`COALESCE_BYTES`]), so a reader writing them on sends fewer, larger writes.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, StorageError>> + Send {
-        futures_util::stream::unfold(self.body, |mut body| async move {
+        let pieces = futures_util::stream::unfold(self.body, |mut body| async move {
             match body.next().await {
                 None => None,
                 Some(Ok(bytes)) => Some((Ok(bytes), body)),
                 Some(Err(e)) => Some((Err(StorageError::Unavailable(e.to_string())), body)),
             }
+        });
+        pieces.ready_chunks(COALESCE_PIECES).map(|ready| {
+            if ready.len() == 1 {
+                return ready.into_iter().next().expect("one piece");
+            }
+            let mut joined = Vec::with_capacity(COALESCE_BYTES);
+            for piece in ready {
+                joined.extend_from_slice(&piece?);
+            }
+            Ok(Bytes::from(joined))
         })
     }
 }
+
+/// At most this many already-arrived pieces of a download are joined into one.
+const COALESCE_PIECES: usize = 16;
+/// What joining them usually comes to (the SDK hands over pieces of up to 16 KiB).
+const COALESCE_BYTES: usize = 256 * 1024;
 
 /// One object of a listing.
 #[derive(Debug, Clone)]
@@ -221,7 +236,8 @@ impl KnowledgeStore {
     {
         let mut sha = Sha256::new();
         let mut size: u64 = 0;
-        let mut buffer = BytesMut::new();
+        // Parts are assembled in buffers of exactly one part, handed to the SDK without a copy.
+        let mut buffer: Vec<u8> = Vec::new();
         let mut multipart: Option<Multipart> = None;
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -233,9 +249,18 @@ impl KnowledgeStore {
                 return Err(self.fail(multipart, UploadError::TooLarge { limit }).await);
             }
             sha.update(&chunk);
-            buffer.extend_from_slice(&chunk);
-            while buffer.len() >= self.part_size {
-                let part = buffer.split_to(self.part_size).freeze();
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                if buffer.capacity() == 0 {
+                    buffer.reserve_exact(self.part_size);
+                }
+                let take = rest.len().min(self.part_size - buffer.len());
+                buffer.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buffer.len() < self.part_size {
+                    continue;
+                }
+                let part = Bytes::from(std::mem::take(&mut buffer));
                 if multipart.is_none() {
                     match self.start_multipart(key, content_type, cache_control).await {
                         Ok(started) => multipart = Some(started),
@@ -261,7 +286,7 @@ impl KnowledgeStore {
                     .content_type(content_type)
                     .set_cache_control(cache_control.map(str::to_owned))
                     .checksum_sha256(base64_standard(&digest))
-                    .body(ByteStream::from(buffer.freeze()))
+                    .body(ByteStream::from(buffer))
                     .send()
                     .await
                     .map_err(StorageError::from_sdk)?;
@@ -269,7 +294,10 @@ impl KnowledgeStore {
             }
             Some(mut upload) => {
                 if !buffer.is_empty() {
-                    if let Err(e) = upload.send_part(buffer.freeze(), self.parallel_parts).await {
+                    if let Err(e) = upload
+                        .send_part(Bytes::from(buffer), self.parallel_parts)
+                        .await
+                    {
                         return Err(self.fail(Some(upload), e.into()).await);
                     }
                 }
@@ -288,8 +316,9 @@ impl KnowledgeStore {
     }
 
     /// Stores `bytes` at `key` and proves it: the PUT carries the bytes' SHA-256, which the
-    /// server checks, and a HEAD afterwards must show the same size (and the same SHA-256, when
-    /// the server keeps checksums). For the backfill, which must not clear a database column
+    /// server checks (it refuses a body that does not match). A server that echoes the checksum
+    /// it checked has proved the object; otherwise a HEAD must show the same size (and SHA-256,
+    /// when the server keeps checksums). For the backfill, which must not clear a database column
     /// before its bytes are known to be in the bucket.
     pub async fn put_verified(
         &self,
@@ -311,6 +340,15 @@ impl KnowledgeStore {
             .send()
             .await
             .map_err(StorageError::from_sdk)?;
+        let stored = StoredObject {
+            key: key.to_owned(),
+            size,
+            sha256: hex::encode(digest),
+            e_tag: put.e_tag.clone(),
+        };
+        if put.checksum_sha256.as_deref() == Some(checksum.as_str()) {
+            return Ok(stored);
+        }
         let head = self
             .client
             .head_object()
@@ -333,12 +371,7 @@ impl KnowledgeStore {
                 )));
             }
         }
-        Ok(StoredObject {
-            key: key.to_owned(),
-            size,
-            sha256: hex::encode(digest),
-            e_tag: put.e_tag,
-        })
+        Ok(stored)
     }
 
     async fn start_multipart(
@@ -615,7 +648,6 @@ impl Multipart {
             .key(&self.key)
             .upload_id(&self.upload_id)
             .part_number(number)
-            .content_md5(base64_standard(&Md5::digest(&part)))
             .body(ByteStream::from(part));
         self.in_flight.push_back(tokio::spawn(async move {
             let sent = request.send().await.map_err(StorageError::from_sdk)?;

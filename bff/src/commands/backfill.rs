@@ -104,6 +104,18 @@ pub fn decode_legacy(text: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("not base64: {e}"))
 }
 
+/// Base64 loaded into memory at once, at most (a batch is split into chunks of this much).
+const CHUNK_BYTES: i64 = 32 * 1024 * 1024;
+
+/// A row whose object is stored and verified, waiting to be recorded.
+struct Verified {
+    id: Uuid,
+    user_id: Uuid,
+    key: String,
+    sha256: String,
+    size: u64,
+}
+
 /// Runs the backfill; `progress` hears of every row.
 pub async fn run(
     db: &Db,
@@ -114,30 +126,110 @@ pub async fn run(
     let mut summary = Summary::default();
     let mut after = Uuid::nil();
     loop {
-        let ids: Vec<Uuid> = in_transaction(db, Acting::Service, async |tx| {
+        // The next batch: ids and the size of their base64, without the content itself.
+        let batch: Vec<(Uuid, i64)> = in_transaction(db, Acting::Service, async |tx| {
             let rows = tx
                 .query(
-                    "SELECT id FROM public.knowledge_files
+                    "SELECT id, octet_length(content_base64) FROM public.knowledge_files
                       WHERE content_base64 IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
                     &[&after, &options.batch],
                 )
                 .await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i32>(1) as i64))
+                .collect())
         })
         .await?;
-        let Some(last) = ids.last().copied() else {
+        let Some((last, _)) = batch.last().copied() else {
             break;
         };
         after = last;
-        let mut moves = futures_util::stream::iter(ids)
-            .map(|id| async move { (id, move_one(db, store, id, options.dry_run).await) })
-            .buffer_unordered(options.concurrency.max(1));
-        while let Some((id, (outcome, bytes))) = moves.next().await {
-            summary.add(&outcome, bytes);
-            progress(id, &outcome);
+        for chunk in chunks(&batch) {
+            let rows = load(db, &chunk).await?;
+            let mut outcomes: Vec<(Uuid, Outcome, u64)> = Vec::new();
+            let mut verified: Vec<Verified> = Vec::new();
+            let mut puts = futures_util::stream::iter(rows)
+                .map(|row| async move { store_one(store, row, options.dry_run).await })
+                .buffer_unordered(options.concurrency.max(1));
+            while let Some(result) = puts.next().await {
+                match result {
+                    Ok(done) => verified.push(done),
+                    Err((id, outcome)) => outcomes.push((id, outcome, 0)),
+                }
+            }
+            drop(puts);
+            if options.dry_run {
+                outcomes.extend(
+                    verified
+                        .drain(..)
+                        .map(|v| (v.id, Outcome::WouldMove, v.size)),
+                );
+            } else if !verified.is_empty() {
+                match record(db, &verified).await {
+                    Ok(recorded) => outcomes.extend(verified.iter().map(|v| {
+                        if recorded.contains(&v.id) {
+                            (v.id, Outcome::Moved, v.size)
+                        } else {
+                            (v.id, Outcome::AlreadyMoved, 0)
+                        }
+                    })),
+                    Err(e) => outcomes.extend(
+                        verified
+                            .iter()
+                            .map(|v| (v.id, Outcome::Failed(e.to_string()), 0)),
+                    ),
+                }
+            }
+            for (id, outcome, bytes) in outcomes {
+                summary.add(&outcome, bytes);
+                progress(id, &outcome);
+            }
         }
     }
     Ok(summary)
+}
+
+/// Splits a batch so no chunk loads more than [`CHUNK_BYTES`] of base64 (a single larger row
+/// makes a chunk of its own).
+fn chunks(batch: &[(Uuid, i64)]) -> Vec<Vec<Uuid>> {
+    let mut out: Vec<Vec<Uuid>> = Vec::new();
+    let mut size = 0;
+    for (id, bytes) in batch {
+        if out.is_empty() || size + bytes > CHUNK_BYTES {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += bytes;
+        out.last_mut().expect("pushed above").push(*id);
+    }
+    out
+}
+
+/// The rows of a chunk that still hold base64 content.
+async fn load(db: &Db, ids: &[Uuid]) -> Result<Vec<LegacyRow>, DbError> {
+    in_transaction(db, Acting::Service, async |tx| {
+        let rows = tx
+            .query(
+                "SELECT id, user_id, file_name, content_type, content_base64, sha256, size_bytes
+                   FROM public.knowledge_files WHERE id = ANY($1) AND content_base64 IS NOT NULL",
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LegacyRow {
+                id: r.get(0),
+                user_id: r.get(1),
+                file_name: r.get(2),
+                content_type: r.get(3),
+                content_base64: r.get(4),
+                sha256: r.get(5),
+                size_bytes: r.get(6),
+            })
+            .collect())
+    })
+    .await
 }
 
 /// How many rows still hold base64 content.
@@ -154,53 +246,29 @@ pub async fn remaining(db: &Db) -> Result<i64, DbError> {
     .await
 }
 
-async fn move_one(db: &Db, store: &KnowledgeStore, id: Uuid, dry_run: bool) -> (Outcome, u64) {
-    let row = in_transaction(db, Acting::Service, async |tx| {
-        let row = tx
-            .query_opt(
-                "SELECT id, user_id, file_name, content_type, content_base64, sha256, size_bytes
-                   FROM public.knowledge_files WHERE id = $1 AND content_base64 IS NOT NULL",
-                &[&id],
-            )
-            .await?;
-        Ok(row.map(|r| LegacyRow {
-            id: r.get(0),
-            user_id: r.get(1),
-            file_name: r.get(2),
-            content_type: r.get(3),
-            content_base64: r.get(4),
-            sha256: r.get(5),
-            size_bytes: r.get(6),
-        }))
-    })
-    .await;
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return (Outcome::AlreadyMoved, 0),
-        Err(e) => return (Outcome::Failed(e.to_string()), 0),
-    };
-    let bytes = match decode_legacy(&row.content_base64) {
-        Ok(bytes) => bytes,
-        Err(why) => return (Outcome::Undecodable(why), 0),
-    };
+/// Decodes and checks one row, then (unless a dry run) stores its object and verifies it.
+async fn store_one(
+    store: &KnowledgeStore,
+    row: LegacyRow,
+    dry_run: bool,
+) -> Result<Verified, (Uuid, Outcome)> {
+    let bytes =
+        decode_legacy(&row.content_base64).map_err(|why| (row.id, Outcome::Undecodable(why)))?;
     let size = bytes.len() as u64;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(recorded) = row.size_bytes.filter(|s| *s as u64 != size) {
-        return (
+        return Err((
+            row.id,
             Outcome::Mismatch(format!("decoded {size} bytes, the row records {recorded}")),
-            0,
-        );
+        ));
     }
     if let Some(recorded) = row.sha256.as_deref().filter(|s| *s != sha256) {
-        return (
+        return Err((
+            row.id,
             Outcome::Mismatch(format!(
                 "decoded SHA-256 {sha256}, the row records {recorded}"
             )),
-            0,
-        );
-    }
-    if dry_run {
-        return (Outcome::WouldMove, size);
+        ));
     }
     let key = format!(
         "{}/{}/{}",
@@ -208,47 +276,51 @@ async fn move_one(db: &Db, store: &KnowledgeStore, id: Uuid, dry_run: bool) -> (
         row.id,
         keys::key_name(&keys::display_name(&row.file_name))
     );
-    let content_type = if row.content_type.is_empty() {
-        "application/octet-stream"
-    } else {
-        &row.content_type
-    };
-    if let Err(e) = store
-        .put_verified(&key, content_type, Bytes::from(bytes))
-        .await
-    {
-        return (Outcome::Failed(describe(&e)), 0);
+    if !dry_run {
+        let content_type = if row.content_type.is_empty() {
+            "application/octet-stream"
+        } else {
+            &row.content_type
+        };
+        store
+            .put_verified(&key, content_type, Bytes::from(bytes))
+            .await
+            .map_err(|e| (row.id, Outcome::Failed(describe(&e))))?;
     }
-    let recorded = record(db, &row, &key, &sha256, size).await;
-    match recorded {
-        Ok(true) => (Outcome::Moved, size),
-        Ok(false) => (Outcome::AlreadyMoved, 0),
-        Err(e) => (Outcome::Failed(e.to_string()), 0),
-    }
+    Ok(Verified {
+        id: row.id,
+        user_id: row.user_id,
+        key,
+        sha256,
+        size,
+    })
 }
 
-/// One transaction: the row points at its verified object and no longer holds the bytes.
-async fn record(
-    db: &Db,
-    row: &LegacyRow,
-    key: &str,
-    sha256: &str,
-    size: u64,
-) -> Result<bool, DbError> {
+/// One transaction for a chunk: each row points at its verified object and no longer holds the
+/// bytes. Returns the rows it changed (another run may have recorded some first).
+async fn record(db: &Db, verified: &[Verified]) -> Result<Vec<Uuid>, DbError> {
+    let ids: Vec<Uuid> = verified.iter().map(|v| v.id).collect();
+    let users: Vec<Uuid> = verified.iter().map(|v| v.user_id).collect();
+    let keys: Vec<&str> = verified.iter().map(|v| v.key.as_str()).collect();
+    let shas: Vec<&str> = verified.iter().map(|v| v.sha256.as_str()).collect();
+    let sizes: Vec<i64> = verified.iter().map(|v| v.size as i64).collect();
     let mut connection = db.connection().await?;
     let tx = connection.transaction().await?;
     act_as(&tx, Acting::Service).await?;
-    let n = tx
-        .execute(
-            "UPDATE public.knowledge_files
-                SET storage_path = $3, status = 'stored', sha256 = $4, size_bytes = $5,
+    let rows = tx
+        .query(
+            "UPDATE public.knowledge_files f
+                SET storage_path = u.path, status = 'stored', sha256 = u.sha, size_bytes = u.size,
                     content_base64 = NULL
-              WHERE id = $1 AND user_id = $2 AND content_base64 IS NOT NULL",
-            &[&row.id, &row.user_id, &key, &sha256, &(size as i64)],
+               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[])
+                    AS u(id, user_id, path, sha, size)
+              WHERE f.id = u.id AND f.user_id = u.user_id AND f.content_base64 IS NOT NULL
+             RETURNING f.id",
+            &[&ids, &users, &keys, &shas, &sizes],
         )
         .await?;
     tx.commit().await?;
-    Ok(n == 1)
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 fn describe(error: &StorageError) -> String {

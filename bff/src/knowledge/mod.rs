@@ -323,18 +323,7 @@ impl KnowledgeFiles {
 
     /// The object key of a stored row, or NotFound (pending, failed, legacy, or out of place).
     pub fn readable_key<'r>(&self, row: &'r FileRow) -> Result<&'r str, KnowledgeError> {
-        let key = row
-            .storage_path
-            .as_deref()
-            .filter(|_| row.status == "stored");
-        match key {
-            Some(key) if keys::folder_of(key) == Some(row.user_id.to_string().as_str()) => Ok(key),
-            Some(key) => {
-                tracing::error!(row = %row.id, key, "a knowledge file row points outside its owner's folder; refused");
-                Err(KnowledgeError::NotFound)
-            }
-            None => Err(KnowledgeError::NotFound),
-        }
+        stored_key(row)
     }
 
     /// Any row of the user's, whatever its status (pending, failed and legacy files included).
