@@ -551,7 +551,7 @@ stack_test() {
   source <(stack_env)
   set +a
   # Default members only: pg_ext's tests need the pgrx harness above.
-  (cd "$ROOT" && cargo test --release) 2>&1 | tee -a "$out" || status=1
+  (cd "$ROOT" && cargo test --release --no-fail-fast) 2>&1 | tee -a "$out" || status=1
   log "supabase-js against the BFF (node --test)"
   (cd "$NODE_DIR" && node --test --test-reporter=tap) 2>&1 | tee -a "$out" || status=1
   # One closing line for every suite together (the last cargo line is often a doc-test run

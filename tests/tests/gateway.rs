@@ -604,7 +604,7 @@ async fn health_and_readiness_of_the_stack_bff() {
         .unwrap();
     assert_eq!(
         detailed["checks"],
-        json!({"postgrest": "ok", "postgresql": "ok"})
+        json!({"postgrest": "ok", "postgresql": "ok", "storage": "ok"})
     );
 }
 

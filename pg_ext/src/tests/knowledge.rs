@@ -66,7 +66,7 @@ mod tests {
             r#"UPDATE public.knowledge_files SET file_name = 'renamed.pdf', metadata = '{"tag":1}'"#,
         );
         let err = error_of(&format!(
-            "UPDATE public.knowledge_files SET storage_path = '{BOB}/his.pdf', status = 'stored'"
+            "UPDATE public.knowledge_files SET storage_path = '{BOB}/his.pdf', status = 'pending'"
         ))
         .unwrap();
         assert!(
