@@ -3,8 +3,10 @@
 //! - [`settings`]: the project's settings read from the environment, every problem named at once;
 //! - [`jwt`]: access-token verification (HS256 project secret and JWKS signing keys) and the
 //!   claims Supabase Auth puts in its tokens;
+//! - [`auth`]: Supabase Auth's token endpoints, for the BFF's sign-in sessions;
 //! - [`rest`]: a PostgREST client for calls made *as the user* (their token, so RLS applies).
 
+pub mod auth;
 pub mod jwt;
 pub mod rest;
 pub mod settings;

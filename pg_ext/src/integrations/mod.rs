@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode, Uuid};
 use secrets::{Binding, Keyring};
 use serde_json::{Map, Value};
-use validate::{field_named, fields_of, type_names, validate, Problem};
+use validate::{field_named, fields_of, type_names, validate_kind, Problem};
 
 /// The table the functions below work on.
 const TABLE: &str = "public.integration_configs";
@@ -183,7 +183,7 @@ fn integration_configs_guard<'a>(
     let (settings, secrets) = split_config(fields, config, &stored);
     let mut merged = settings.clone();
     merged.extend(secrets.clone());
-    let mut problems = validate(fields, &merged, &secrets::allowed_hosts());
+    let mut problems = validate_kind(&kind, &merged, &secrets::allowed_hosts());
     for (name, value) in &secrets {
         if value.as_str().is_some_and(|s| s.contains(MASK_MARK)) {
             problems.push(Problem::new(name, "looks like a masked value: send the secret itself, or leave the field out to keep the stored one"));
@@ -395,8 +395,9 @@ fn apply_lifecycle(
     let previous = old
         .and_then(|o| o.status.as_deref())
         .and_then(Status::parse);
-    // An edited config must be verified again before it counts as working.
-    if config_changed && previous == Some(requested) && requested.needs_verification() {
+    // An edited config must be verified again before it counts as working; the service role's
+    // own writes (an OAuth install, a rotated token) come with their verification.
+    if config_changed && !verifier && previous == Some(requested) && requested.needs_verification() {
         requested = Status::Pending;
     }
     if let Err(e) = check_transition(previous, requested, verifier) {

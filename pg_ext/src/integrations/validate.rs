@@ -93,9 +93,16 @@ const MYSQL_SSL_MODES: &[&str] = &[
     "verify_identity",
 ];
 
+// Fields named `refresh_token`, `access_token` and `token_expires_at` are what an OAuth install
+// through Dana (the BFF's provider table) stores.
 const SLACK: &[Field] = &[
-    field("bot_token", true, true, Check::Token(&["xoxb-"])),
-    field("channel_id", true, false, Check::SlackChannel),
+    // Rotating installs get `xoxe.xoxb-` tokens.
+    field("bot_token", true, true, Check::Token(&["xoxb-", "xoxe.xoxb-"])),
+    // The default channel to post to; an install through OAuth has none yet.
+    field("channel_id", false, false, Check::SlackChannel),
+    field("refresh_token", false, true, Check::Token(&["xoxe-"])),
+    field("token_expires_at", false, false, Check::Text),
+    field("app_id", false, false, Check::Opaque),
     field("signing_secret", false, true, Check::Hex),
     field("user_token", false, true, Check::Token(&["xoxp-"])),
     field("team_id", false, false, Check::Opaque),
@@ -120,25 +127,43 @@ const EMAIL: &[Field] = &[
 const HUBSPOT: &[Field] = &[
     field("access_token", true, true, Check::Opaque),
     field("refresh_token", false, true, Check::Opaque),
+    field("token_expires_at", false, false, Check::Text),
     field("portal_id", false, false, Check::Digits),
 ];
+// Either a connected app of the user's own (client id and secret), or an OAuth install.
 const SALESFORCE: &[Field] = &[
     field("instance_url", true, false, Check::HttpsUrl),
-    field("client_id", true, false, Check::Opaque),
-    field("client_secret", true, true, Check::Opaque),
+    field("client_id", false, false, Check::Opaque),
+    field("client_secret", false, true, Check::Opaque),
+    field("access_token", false, true, Check::Opaque),
     field("refresh_token", false, true, Check::Opaque),
+    field("token_expires_at", false, false, Check::Text),
     field("api_version", false, false, Check::Opaque),
 ];
+// Either an API token (with the agent's e-mail), or an OAuth install.
 const ZENDESK: &[Field] = &[
     field("subdomain", true, false, Check::Subdomain),
-    field("email", true, false, Check::Email),
-    field("api_token", true, true, Check::Opaque),
+    field("email", false, false, Check::Email),
+    field("api_token", false, true, Check::Opaque),
+    field("access_token", false, true, Check::Opaque),
 ];
+// Either a service-account key, or an OAuth install.
 const GOOGLE_ANALYTICS: &[Field] = &[
     field("property_id", true, false, Check::Digits),
-    field("credentials_json", true, true, Check::ServiceAccountJson),
+    field("credentials_json", false, true, Check::ServiceAccountJson),
+    field("access_token", false, true, Check::Opaque),
+    field("refresh_token", false, true, Check::Opaque),
+    field("token_expires_at", false, false, Check::Text),
     field("measurement_id", false, false, Check::Token(&["G-"])),
     field("api_secret", false, true, Check::Opaque),
+];
+
+/// Types that take one of several sets of credentials: each set must be complete, and at least
+/// one must be given.
+const ALTERNATIVES: &[(&str, &[&[&str]])] = &[
+    ("salesforce", &[&["client_id", "client_secret"], &["refresh_token"]]),
+    ("zendesk", &[&["email", "api_token"], &["access_token"]]),
+    ("google_analytics", &[&["credentials_json"], &["refresh_token"]]),
 ];
 const POSTGRESQL: &[Field] = &[
     field("host", true, false, Check::Host),
@@ -205,6 +230,29 @@ pub fn fields_of(integration_type: &str) -> Option<&'static [Field]> {
 /// The names of the supported types, for error messages.
 pub fn type_names() -> String {
     TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+/// Checks a config of `kind` (see [`validate`]) and its sets of alternative credentials.
+pub fn validate_kind(kind: &str, config: &Map<String, Value>, hosts: &HostPolicy) -> Vec<Problem> {
+    let Some(fields) = fields_of(kind) else {
+        return vec![Problem::new("integration_type", "is not a supported type")];
+    };
+    let mut problems = validate(fields, config, hosts);
+    let present = |name: &str| config.get(name).is_some_and(|v| !v.is_null());
+    for (_, sets) in ALTERNATIVES.iter().filter(|(k, _)| *k == kind) {
+        for set in sets.iter() {
+            let given = set.iter().filter(|f| present(f)).count();
+            if given > 0 && given < set.len() {
+                let missing: Vec<&str> = set.iter().copied().filter(|f| !present(f)).collect();
+                problems.push(Problem::new(missing[0], format!("is required together with {}", set.join(" and "))));
+            }
+        }
+        if !sets.iter().any(|set| set.iter().all(|f| present(f))) {
+            let described: Vec<String> = sets.iter().map(|set| set.join(" and ")).collect();
+            problems.push(Problem::new(sets[0][0], format!("is required, or else {}", described[1..].join(", or "))));
+        }
+    }
+    problems
 }
 
 /// One thing wrong with a config.
@@ -437,11 +485,34 @@ mod unit {
             found,
             vec![
                 "extra: is not a field of this integration type",
-                "bot_token: must start with xoxb-",
-                "channel_id: is required",
+                "bot_token: must start with xoxb- or xoxe.xoxb-",
                 "signing_secret: must be a hexadecimal string of at least 16 digits",
             ]
         );
+    }
+
+    fn kind_problems(kind: &str, config: Value) -> Vec<String> {
+        validate_kind(kind, config.as_object().unwrap(), &HostPolicy::default())
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.problem))
+            .collect()
+    }
+
+    #[test]
+    fn alternative_credentials_need_one_complete_set() {
+        let url = "https://acme.my.salesforce.com";
+        assert!(kind_problems("salesforce", json!({"instance_url": url, "refresh_token": "r"})).is_empty());
+        assert!(kind_problems("salesforce", json!({"instance_url": url, "client_id": "i", "client_secret": "s"})).is_empty());
+        assert_eq!(
+            kind_problems("salesforce", json!({"instance_url": url, "client_id": "i"})),
+            ["client_secret: is required together with client_id and client_secret",
+             "client_id: is required, or else refresh_token"]
+        );
+        assert_eq!(
+            kind_problems("google_analytics", json!({"property_id": "1"})),
+            ["credentials_json: is required, or else refresh_token"]
+        );
+        assert!(kind_problems("zendesk", json!({"subdomain": "acme", "access_token": "t"})).is_empty());
     }
 
     #[test]
@@ -513,6 +584,7 @@ mod unit {
                 json!({"instance_url": url, "client_id": "id", "client_secret": "s"}),
             )
         };
+        assert!(sf("https://acme.my.salesforce.com").is_empty());
         assert!(sf("https://acme.my.salesforce.com").is_empty());
         assert_eq!(
             sf("http://acme.my.salesforce.com"),

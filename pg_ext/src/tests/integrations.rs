@@ -69,7 +69,7 @@ mod tests {
                VALUES ('a11ce000-0000-4000-8000-000000000001', 'slack', '{"bot_token":"xoxp-1","api_key":"leak"}')"#,
         )
         .unwrap();
-        assert!(err.starts_with("23514: invalid slack integration config: api_key is not a field of this integration type; bot_token must start with xoxb-; channel_id is required | ["), "{err}");
+        assert!(err.starts_with("23514: invalid slack integration config: api_key is not a field of this integration type; bot_token must start with xoxb- or xoxe.xoxb- | ["), "{err}");
         let err = error_of(
             r#"INSERT INTO public.integration_configs (user_id, integration_type, config)
                VALUES ('a11ce000-0000-4000-8000-000000000001', 'email',
