@@ -8,9 +8,12 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::knowledge::KnowledgeFiles;
 use crate::metrics::Metrics;
+use crate::proxy::{self, Upstream};
 use crate::routes::health::{self, ReadinessCache};
 use crate::routes::{knowledge, metrics as metrics_route, rest, storage_api};
+use crate::session::Sessions;
 use crate::settings::BffSettings;
+use dana_supabase::auth::AuthApi;
 use dana_supabase::JwtVerifier;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -22,7 +25,11 @@ pub struct App {
     pub settings: BffSettings,
     pub verifier: JwtVerifier,
     pub api_keys: ApiKeys,
-    pub upstream: rest::Upstream,
+    pub postgrest: rest::Postgrest,
+    /// Supabase Auth, for `/auth/v1` passthrough; `None` without `SUPABASE_AUTH_URL`.
+    pub auth_upstream: Option<Upstream>,
+    /// Sign-in sessions; `None` without `SUPABASE_AUTH_URL` and `BFF_SESSION_KEY`.
+    pub sessions: Option<Sessions>,
     pub metrics: Metrics,
     pub readiness: ReadinessCache,
     pub db: Db,
@@ -34,6 +41,8 @@ pub struct App {
 pub enum SetupError {
     #[error("token verification: {0}")]
     Jwt(#[from] dana_supabase::JwtError),
+    #[error("Supabase Auth client: {0}")]
+    Auth(#[from] dana_supabase::auth::AuthError),
     #[error("BFF_DB_URL: {0}")]
     Db(#[from] crate::db::DbError),
 }
@@ -54,12 +63,35 @@ impl App {
             anon: settings.supabase.anon_key.clone(),
             service_role: settings.supabase.service_role_key.clone(),
         };
-        let upstream = rest::Upstream::new(&settings);
+        let client = proxy::http_client();
+        let postgrest = rest::Postgrest::new(client.clone(), &settings);
+        let auth_upstream = settings.sessions.as_ref().map(|s| {
+            Upstream::new(
+                client.clone(),
+                &s.auth_url,
+                "Supabase Auth",
+                "auth",
+                settings.upstream_timeout,
+                settings.max_body_bytes,
+            )
+        });
+        let sessions = match &settings.sessions {
+            Some(s) => Some(Sessions::new(
+                db.clone(),
+                AuthApi::new(&s.auth_url, &settings.supabase.anon_key)?,
+                s.key,
+                s.lifetime,
+                s.refresh_margin,
+            )),
+            None => None,
+        };
         Ok(Self {
             settings,
             verifier,
             api_keys,
-            upstream,
+            postgrest,
+            auth_upstream,
+            sessions,
             metrics: Metrics::default(),
             readiness: ReadinessCache::default(),
             db,
@@ -118,7 +150,7 @@ fn check_head(app: &App, request: &Request<Incoming>) -> Result<(), ApiError> {
     if size > limit {
         return Err(ApiError::HeadersTooLarge { limit });
     }
-    if rest::has_dot_segment(request.uri().path()) {
+    if proxy::has_dot_segment(request.uri().path()) {
         return Err(ApiError::DotSegments);
     }
     Ok(())

@@ -6,8 +6,14 @@
 //!   token must carry the configured audience, the project's own keys (which have none) need not;
 //! - with only an `apikey`, the key itself is the token (anon key → `anon` role);
 //! - with neither, the request is refused: Supabase's gateway refuses it too.
+//!
+//! A browser signed in through `/bff/login` sends the session cookie instead ([`identify`]): the
+//! session's access token then stands for the caller, and the request must carry `X-CSRF: 1`,
+//! which a page of another site cannot add without a CORS preflight the BFF refuses.
 
-use crate::error::ApiError;
+use crate::app::App;
+use crate::error::{ApiError, Problem};
+use crate::session::{self, Session};
 use dana_supabase::{Claims, JwtVerifier};
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
@@ -20,7 +26,7 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
-    fn is_project_key(&self, candidate: &str) -> bool {
+    pub fn is_project_key(&self, candidate: &str) -> bool {
         let c = candidate.as_bytes();
         bool::from(c.ct_eq(self.anon.as_bytes()))
             | bool::from(c.ct_eq(self.service_role.as_bytes()))
@@ -32,6 +38,83 @@ impl ApiKeys {
 pub struct Caller {
     pub token: String,
     pub claims: Claims,
+    /// The sign-in session the caller came with (cookie), if any.
+    pub session: Option<Session>,
+}
+
+/// The header every cookie-authenticated request must carry (`X-CSRF: 1`).
+pub const CSRF_HEADER: &str = "x-csrf";
+
+/// Who is calling, by a user's Bearer token, the session cookie, or the project's API key (in
+/// that order; supabase-js always sends the anon key as Bearer, which does not hide a session).
+pub async fn identify(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    if let Some(cookie) = session_cookie(app, headers) {
+        if !has_user_bearer(headers, &app.api_keys) {
+            return from_session(app, headers, cookie).await;
+        }
+    }
+    authenticate(headers, &app.api_keys, &app.verifier).await
+}
+
+/// The session cookie's value, when sessions are on.
+pub fn session_cookie<'h>(app: &App, headers: &'h HeaderMap) -> Option<&'h str> {
+    app.sessions.as_ref()?;
+    session::cookie_value(headers, session::COOKIE)
+}
+
+/// The caller of a session cookie: CSRF header first, then the session (refreshed if due).
+pub async fn from_session(
+    app: &App,
+    headers: &HeaderMap,
+    cookie: &str,
+) -> Result<Caller, ApiError> {
+    require_csrf(headers)?;
+    if let Some(key) = headers.get("apikey") {
+        let key = key.to_str().map_err(|_| ApiError::InvalidApiKey)?.trim();
+        if !app.api_keys.is_project_key(key) {
+            return Err(ApiError::InvalidApiKey);
+        }
+    }
+    let sessions = app
+        .sessions
+        .as_ref()
+        .expect("session_cookie checked that sessions are on");
+    let session = sessions
+        .current(cookie)
+        .await?
+        .ok_or_else(|| ApiError::from(session::SessionError::Ended))?;
+    let claims = app.verifier.verify(&session.access_token).await?;
+    Ok(Caller {
+        token: session.access_token.clone(),
+        claims,
+        session: Some(session),
+    })
+}
+
+/// Refuses a cookie-authenticated request without `X-CSRF: 1`.
+pub fn require_csrf(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers
+        .get(CSRF_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1")
+    {
+        return Ok(());
+    }
+    Err(Problem::new(
+        http::StatusCode::FORBIDDEN,
+        "cookie-authenticated requests must carry the header X-CSRF: 1",
+    )
+    .hint("Add the header X-CSRF: 1 to every fetch that sends the session cookie.")
+    .into())
+}
+
+/// True when `Authorization` carries something other than the anon key (a user's token, the
+/// service key, or a malformed value that must be refused rather than ignored).
+fn has_user_bearer(headers: &HeaderMap, keys: &ApiKeys) -> bool {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return false;
+    };
+    let token = value.to_str().ok().and_then(|v| bearer_token(v).ok());
+    !token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(keys.anon.as_bytes())))
 }
 
 /// Checks the request's credentials; `Err` means 401 (or 503 when the signing keys cannot be loaded).
@@ -63,6 +146,7 @@ pub async fn authenticate(
     Ok(Caller {
         token: token.to_owned(),
         claims,
+        session: None,
     })
 }
 

@@ -17,6 +17,23 @@ pub fn json(value: &serde_json::Value) -> Body {
     full(serde_json::to_vec(value).expect("JSON values serialize"))
 }
 
+/// A JSON answer the BFF writes itself. `no-store`: these answers are per caller (their rows,
+/// their session) and no cache between the browser and the BFF may keep them.
+pub fn json_response(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
+    let mut response = http::Response::new(json(value));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 /// The upstream paused longer than allowed between two pieces of a body.
 #[derive(Debug, thiserror::Error)]
 #[error("the upstream sent nothing for {} s in the middle of a body", .0.as_secs_f64())]

@@ -11,6 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transacti
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
+use uuid::Uuid;
 
 /// Who a transaction acts as.
 #[derive(Clone, Copy)]
@@ -113,4 +114,39 @@ pub async fn act_as(tx: &Transaction<'_>, acting: Acting<'_>) -> Result<(), DbEr
         .await?;
     tx.execute(&statement, &[&role, &claims]).await?;
     Ok(())
+}
+
+/// Runs `work` in one transaction acting as `acting`, and commits.
+pub async fn in_transaction<T>(
+    db: &Db,
+    acting: Acting<'_>,
+    work: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let mut connection = db.connection().await?;
+    let tx = connection.transaction().await?;
+    act_as(&tx, acting).await?;
+    let out = work(&tx).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// A signed-in caller: their id and the claims the database sees.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub claims: String,
+}
+
+impl User {
+    /// The signed-in user behind verified claims; `None` for the anon and service keys.
+    pub fn from_claims(claims: &dana_supabase::Claims) -> Option<User> {
+        let id = claims.user_id().and_then(|sub| Uuid::parse_str(sub).ok())?;
+        let claims = serde_json::to_string(claims).ok()?;
+        Some(User { id, claims })
+    }
+
+    /// Acting as this user in a transaction.
+    pub fn acting(&self) -> Acting<'_> {
+        Acting::User(&self.claims)
+    }
 }

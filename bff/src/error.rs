@@ -60,6 +60,94 @@ pub enum ApiError {
     RangeNotSatisfiable { size: u64 },
     #[error("internal error")]
     Internal(String),
+    /// An answer a route family decided on itself (sessions, integrations, Slack): each family's
+    /// typed error says how it maps (see `Problem`).
+    #[error("{}", .0.message)]
+    Problem(Problem),
+}
+
+/// A fully decided error answer: status, PostgREST-shaped body, and what else the client needs.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<String>,
+    pub hint: Option<String>,
+    /// Seconds, for 429 and 503 answers that know when to come back.
+    pub retry_after: Option<u64>,
+    /// The session cookie is no good: the answer removes it.
+    pub clear_session: bool,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Problem {
+        let code = match status.as_u16() {
+            400 => "BFF400",
+            401 => "BFF401",
+            403 => "BFF403",
+            404 => "BFF404",
+            405 => "BFF405",
+            409 => "BFF409",
+            413 => "BFF413",
+            415 => "BFF415",
+            429 => "BFF429",
+            501 => "BFF501",
+            502 => "BFF502",
+            503 => "BFF503",
+            504 => "BFF504",
+            _ if status.is_client_error() => "BFF400",
+            _ => "BFF500",
+        };
+        Problem {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            hint: None,
+            retry_after: None,
+            clear_session: false,
+        }
+    }
+
+    pub fn details(mut self, details: impl Into<String>) -> Problem {
+        self.details = Some(details.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Problem {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::Problem(Problem::new(StatusCode::BAD_REQUEST, message))
+    }
+
+    /// A feature whose settings are missing: 501 naming them; the rest of the BFF works.
+    pub fn not_configured(feature: &str, settings: &str) -> ApiError {
+        ApiError::Problem(
+            Problem::new(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("{feature} is not configured on this server"),
+            )
+            .details(format!("missing setting: {settings}"))
+            .hint(format!("Set {settings} and restart the BFF.")),
+        )
+    }
+
+    pub fn method_not_allowed(allowed: &str) -> ApiError {
+        ApiError::Problem(
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                .hint(format!("This route takes {allowed}.")),
+        )
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        ApiError::Problem(problem)
+    }
 }
 
 impl ApiError {
@@ -81,6 +169,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Knowledge(e) => knowledge_status(e),
+            ApiError::Problem(p) => p.status,
         }
     }
 
@@ -110,6 +199,7 @@ impl ApiError {
                 ("BFF500", None, None)
             }
             ApiError::Knowledge(e) => knowledge_code(e),
+            ApiError::Problem(p) => (p.code, p.details.clone(), p.hint.clone()),
         };
         ErrorBody {
             code,
@@ -160,6 +250,17 @@ impl ApiError {
         ) {
             // The rest of the body is not read: the connection ends after this answer.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let ApiError::Problem(problem) = &self {
+            if let Some(seconds) = problem.retry_after {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            if problem.clear_session {
+                headers.append(
+                    header::SET_COOKIE,
+                    crate::session::clear_cookie(crate::session::COOKIE),
+                );
+            }
         }
         if self.status() == StatusCode::UNAUTHORIZED {
             // As PostgREST does (RFC 6750), so clients can tell a token problem from the rest.

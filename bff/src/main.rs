@@ -7,11 +7,14 @@ mod body_limit;
 mod commands;
 mod db;
 mod error;
+mod integrations;
 mod knowledge;
 mod metrics;
 mod migrate;
+mod proxy;
 mod routes;
 mod server;
+mod session;
 mod settings;
 mod telemetry;
 

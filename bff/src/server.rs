@@ -3,7 +3,7 @@
 //! period) and then exits.
 
 use crate::app::{handle, App};
-use crate::routes::rest::PeerAddr;
+use crate::proxy::PeerAddr;
 use http::{HeaderName, Method, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};

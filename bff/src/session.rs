@@ -11,10 +11,10 @@
 //! row's lock (`FOR UPDATE`), and whoever waited on it finds the new token already there.
 
 use crate::db::{Db, DbError};
+use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use dana_supabase::auth::{AuthApi, AuthError, AuthSession};
-use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
@@ -35,6 +35,51 @@ pub enum SessionError {
     Db(#[from] DbError),
     #[error("the session's tokens cannot be opened")]
     Sealed,
+}
+
+impl From<SessionError> for crate::error::ApiError {
+    fn from(error: SessionError) -> Self {
+        use crate::error::Problem;
+        use http::StatusCode;
+        let problem = match error {
+            SessionError::Ended | SessionError::Sealed => {
+                let mut p = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the session has ended; sign in again",
+                )
+                .hint("Sign in again through /bff/login.");
+                p.clear_session = true;
+                p
+            }
+            SessionError::Auth(AuthError::Unavailable(why)) => {
+                tracing::warn!(error = why, "Supabase Auth unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Supabase Auth is unavailable",
+                )
+                .hint("Retry later.")
+            }
+            SessionError::Auth(AuthError::Refused { code, message, .. }) => {
+                tracing::warn!(code, message, "Supabase Auth refused a refresh");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Supabase Auth refused to refresh the session",
+                )
+                .details(code)
+                .hint("Retry later.")
+            }
+            SessionError::Db(DbError::Unavailable(why)) => {
+                tracing::warn!(error = why, "database unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable",
+                )
+                .hint("Retry later.")
+            }
+            SessionError::Db(e) => return crate::error::ApiError::Internal(e.to_string()),
+        };
+        problem.into()
+    }
 }
 
 /// The tokens a session keeps.
@@ -92,7 +137,13 @@ fn now() -> i64 {
 }
 
 impl Sessions {
-    pub fn new(db: Db, auth: AuthApi, key: [u8; 32], lifetime: Duration, refresh_margin: Duration) -> Self {
+    pub fn new(
+        db: Db,
+        auth: AuthApi,
+        key: [u8; 32],
+        lifetime: Duration,
+        refresh_margin: Duration,
+    ) -> Self {
         Self {
             db,
             auth,
@@ -107,7 +158,13 @@ impl Sessions {
         let cipher = XChaCha20Poly1305::new((&self.key).into());
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = cipher
-            .encrypt(&nonce, Payload { msg: plain, aad: id_hash })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: id_hash,
+                },
+            )
             .expect("encrypting in memory cannot fail");
         [nonce.as_slice(), &sealed].concat()
     }
@@ -118,12 +175,22 @@ impl Sessions {
         }
         let (nonce, data) = sealed.split_at(24);
         XChaCha20Poly1305::new((&self.key).into())
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: data, aad: id_hash })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: data,
+                    aad: id_hash,
+                },
+            )
             .ok()
     }
 
     /// Records a new session for what Supabase Auth answered; returns the cookie's value.
-    pub async fn create(&self, auth: &AuthSession, user_id: Uuid) -> Result<(String, Session), SessionError> {
+    pub async fn create(
+        &self,
+        auth: &AuthSession,
+        user_id: Uuid,
+    ) -> Result<(String, Session), SessionError> {
         let value = random_value();
         let id_hash = hash(&value);
         let session = Session {
@@ -158,7 +225,10 @@ impl Sessions {
             access_token: session.access_token.clone(),
             refresh_token: session.refresh_token.clone(),
         };
-        self.seal(&serde_json::to_vec(&tokens).expect("tokens serialize"), &session.id_hash)
+        self.seal(
+            &serde_json::to_vec(&tokens).expect("tokens serialize"),
+            &session.id_hash,
+        )
     }
 
     fn from_row(&self, row: &tokio_postgres::Row) -> Result<Session, SessionError> {
@@ -177,7 +247,8 @@ impl Sessions {
         })
     }
 
-    const SELECT: &'static str = "SELECT id_hash, user_id, sealed_tokens, extract(epoch FROM access_expires_at)::float8,
+    const SELECT: &'static str =
+        "SELECT id_hash, user_id, sealed_tokens, extract(epoch FROM access_expires_at)::float8,
                 extract(epoch FROM expires_at)::float8 FROM dana_bff.sessions
           WHERE id_hash = $1 AND revoked_at IS NULL AND expires_at > now()";
 
@@ -208,7 +279,10 @@ impl Sessions {
         let mut client = self.db.connection().await?;
         let tx = client.transaction().await.map_err(DbError::from)?;
         let row = tx
-            .query_opt(&format!("{} FOR UPDATE", Self::SELECT), &[&hash(cookie).as_slice()])
+            .query_opt(
+                &format!("{} FOR UPDATE", Self::SELECT),
+                &[&hash(cookie).as_slice()],
+            )
             .await
             .map_err(DbError::from)?
             .ok_or(SessionError::Ended)?;
@@ -322,7 +396,14 @@ mod tests {
     fn cookies_are_host_prefixed_and_hidden_from_scripts() {
         let header = set_cookie(COOKIE, "abc", Duration::from_secs(60));
         let text = header.to_str().unwrap();
-        for part in ["__Host-dana_session=abc", "HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
+        for part in [
+            "__Host-dana_session=abc",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/",
+            "Max-Age=60",
+        ] {
             assert!(text.contains(part), "{part} missing in {text}");
         }
         assert!(!text.to_ascii_lowercase().contains("domain"), "{text}");
@@ -332,7 +413,10 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut headers = http::HeaderMap::new();
-        headers.append(http::header::COOKIE, "a=1; __Host-dana_session=xyz; b=2".parse().unwrap());
+        headers.append(
+            http::header::COOKIE,
+            "a=1; __Host-dana_session=xyz; b=2".parse().unwrap(),
+        );
         assert_eq!(cookie_value(&headers, COOKIE), Some("xyz"));
         assert_eq!(cookie_value(&headers, "missing"), None);
     }
@@ -341,7 +425,13 @@ mod tests {
     fn sealed_tokens_open_only_for_their_row() {
         let db = Db::new("postgresql://x@127.0.0.1/x", 1).unwrap();
         let auth = AuthApi::new(&url::Url::parse("http://127.0.0.1:9").unwrap(), "k").unwrap();
-        let sessions = Sessions::new(db, auth, [7; 32], Duration::from_secs(60), Duration::from_secs(10));
+        let sessions = Sessions::new(
+            db,
+            auth,
+            [7; 32],
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        );
         let sealed = sessions.seal(b"tokens", b"row-1");
         assert_eq!(sessions.open(&sealed, b"row-1").unwrap(), b"tokens");
         assert!(sessions.open(&sealed, b"row-2").is_none());

@@ -48,6 +48,89 @@ pub struct BffSettings {
     pub knowledge: KnowledgeSettings,
     /// `BFF_EGRESS_ALLOW`: private hosts the BFF may still reach for a user's integration.
     pub egress_allow: dana_egress::HostPolicy,
+    /// Sign-in sessions; `None` when `SUPABASE_AUTH_URL` is not set (the `/bff` and `/auth/v1`
+    /// routes then answer 501 naming it, the rest of the BFF works).
+    pub sessions: Option<SessionSettings>,
+    /// The OAuth providers this deployment has credentials for (`SLACK_CLIENT_ID`, …).
+    pub providers: Vec<crate::integrations::providers::ConfiguredProvider>,
+}
+
+/// Sessions and sign-in through Supabase Auth.
+#[derive(Clone)]
+pub struct SessionSettings {
+    /// `SUPABASE_AUTH_URL`: Supabase Auth's base (`https://<ref>.supabase.co/auth/v1`).
+    pub auth_url: url::Url,
+    /// `BFF_SESSION_KEY`: 32 bytes (base64 or 64 hex digits) sealing the tokens kept for sessions.
+    pub key: [u8; 32],
+    /// `BFF_SESSION_LIFETIME_SECS`: how long a session lasts without use (default 7 days; each
+    /// refresh moves it on). Keep it within Supabase Auth's own session limits.
+    pub lifetime: Duration,
+    /// `BFF_REFRESH_MARGIN_SECS`: access tokens are refreshed this long before they expire
+    /// (default 60 s).
+    pub refresh_margin: Duration,
+}
+
+impl std::fmt::Debug for SessionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSettings")
+            .field("auth_url", &self.auth_url.as_str())
+            .field("key", &"<redacted>")
+            .field("lifetime", &self.lifetime)
+            .field("refresh_margin", &self.refresh_margin)
+            .finish()
+    }
+}
+
+/// The session settings: all or nothing around `SUPABASE_AUTH_URL`.
+pub fn read_sessions(env: &mut EnvReader<'_>) -> Option<SessionSettings> {
+    let auth_url = env.optional_url("SUPABASE_AUTH_URL");
+    let key = env.optional("BFF_SESSION_KEY");
+    let lifetime = env.seconds(
+        "BFF_SESSION_LIFETIME_SECS",
+        Duration::from_secs(7 * 24 * 3600),
+    );
+    let refresh_margin = env.seconds("BFF_REFRESH_MARGIN_SECS", Duration::from_secs(60));
+    if lifetime < Duration::from_secs(300) {
+        env.problem("BFF_SESSION_LIFETIME_SECS must be at least 300");
+    }
+    let Some(auth_url) = auth_url else {
+        if key.is_some() {
+            env.problem(
+                "BFF_SESSION_KEY is set but SUPABASE_AUTH_URL is not: sessions need Supabase Auth",
+            );
+        }
+        return None;
+    };
+    let Some(key) = key else {
+        env.problem("BFF_SESSION_KEY is required with SUPABASE_AUTH_URL (32 random bytes, base64: `openssl rand -base64 32`)");
+        return None;
+    };
+    match parse_key(&key) {
+        Some(key) => Some(SessionSettings {
+            auth_url,
+            key,
+            lifetime,
+            refresh_margin,
+        }),
+        None => {
+            env.problem("BFF_SESSION_KEY must be 32 bytes, as base64 or 64 hex digits");
+            None
+        }
+    }
+}
+
+fn parse_key(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let text = text.trim();
+    let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(text).ok()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .ok()?
+    };
+    bytes.try_into().ok()
 }
 
 /// Limits on knowledge files.
@@ -208,6 +291,8 @@ impl BffSettings {
         };
         let egress_allow =
             dana_egress::HostPolicy::parse(&env.optional("BFF_EGRESS_ALLOW").unwrap_or_default());
+        let sessions = read_sessions(&mut env);
+        let providers = crate::integrations::providers::read(&mut env);
         let settings = supabase.map(|supabase| Self {
             supabase,
             listen,
@@ -222,6 +307,8 @@ impl BffSettings {
             storage,
             knowledge,
             egress_allow,
+            sessions,
+            providers,
         });
         env.finish(settings)
             .map(|s| s.expect("settings are complete when no problem was found"))
@@ -315,6 +402,39 @@ mod tests {
             .unwrap()
             .knowledge
             .allows("text/plain;charset=UTF-8"));
+    }
+
+    #[test]
+    fn sessions_need_the_auth_url_and_a_32_byte_key() {
+        assert!(read(&[]).unwrap().sessions.is_none());
+        let err = read(&[("SUPABASE_AUTH_URL", "http://127.0.0.1:54324")]).unwrap_err();
+        assert!(
+            err.to_string().contains("BFF_SESSION_KEY is required"),
+            "{err}"
+        );
+        let err = read(&[("BFF_SESSION_KEY", "AAAA")]).unwrap_err();
+        assert!(
+            err.to_string().contains("SUPABASE_AUTH_URL is not"),
+            "{err}"
+        );
+        let err = read(&[
+            ("SUPABASE_AUTH_URL", "http://127.0.0.1:54324"),
+            ("BFF_SESSION_KEY", "c2hvcnQ="),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("32 bytes"), "{err}");
+        let s = read(&[
+            ("SUPABASE_AUTH_URL", "http://127.0.0.1:54324"),
+            (
+                "BFF_SESSION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ])
+        .unwrap();
+        let sessions = s.sessions.unwrap();
+        assert_eq!(sessions.key[31], 31);
+        assert_eq!(sessions.lifetime, Duration::from_secs(7 * 24 * 3600));
+        assert!(!format!("{sessions:?}").contains("AAEC"));
     }
 
     #[test]

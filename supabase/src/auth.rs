@@ -87,12 +87,23 @@ impl AuthApi {
         format!("{}/authorize?{query}", self.base)
     }
 
-    pub async fn sign_in_with_password(&self, email: &str, password: &str) -> Result<AuthSession, AuthError> {
-        self.token("password", &serde_json::json!({"email": email, "password": password}))
-            .await
+    pub async fn sign_in_with_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<AuthSession, AuthError> {
+        self.token(
+            "password",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
     }
 
-    pub async fn exchange_code(&self, auth_code: &str, code_verifier: &str) -> Result<AuthSession, AuthError> {
+    pub async fn exchange_code(
+        &self,
+        auth_code: &str,
+        code_verifier: &str,
+    ) -> Result<AuthSession, AuthError> {
         self.token(
             "pkce",
             &serde_json::json!({"auth_code": auth_code, "code_verifier": code_verifier}),
@@ -102,8 +113,11 @@ impl AuthApi {
 
     /// A new session for a refresh token (which is then spent: Supabase's are single-use).
     pub async fn refresh(&self, refresh_token: &str) -> Result<AuthSession, AuthError> {
-        self.token("refresh_token", &serde_json::json!({"refresh_token": refresh_token}))
-            .await
+        self.token(
+            "refresh_token",
+            &serde_json::json!({"refresh_token": refresh_token}),
+        )
+        .await
     }
 
     /// Ends the session the access token belongs to (its refresh tokens stop working).

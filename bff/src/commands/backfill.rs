@@ -11,8 +11,8 @@
 //!
 //! It runs as the service role (it writes every user's rows), through the BFF's own login.
 
+use crate::db::in_transaction;
 use crate::db::{act_as, Acting, Db, DbError};
-use crate::knowledge::in_transaction;
 use base64::Engine;
 use bytes::Bytes;
 use dana_storage::{keys, KnowledgeStore, StorageError};

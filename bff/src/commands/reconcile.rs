@@ -13,8 +13,8 @@
 //! an object listed first always has its row in the later query unless it really has none.
 //! "Stale" means older than `--stale-after` (an hour): younger ones may be uploads in flight.
 
+use crate::db::in_transaction;
 use crate::db::{Acting, Db, DbError};
-use crate::knowledge::in_transaction;
 use dana_storage::{KnowledgeStore, StorageError};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};

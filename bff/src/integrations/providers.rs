@@ -140,11 +140,13 @@ pub const PROVIDERS: &[Provider] = &[
 
 /// The provider installing integrations of `integration_type`.
 pub fn provider(integration_type: &str) -> Option<&'static Provider> {
-    PROVIDERS.iter().find(|p| p.integration_type == integration_type)
+    PROVIDERS
+        .iter()
+        .find(|p| p.integration_type == integration_type)
 }
 
-/// A provider this deployment has credentials for.
-#[derive(Debug, Clone)]
+/// A provider this deployment has credentials for. `Debug` leaves the client secret out.
+#[derive(Clone)]
 pub struct ConfiguredProvider {
     pub provider: &'static Provider,
     pub client_id: String,
@@ -155,18 +157,42 @@ pub struct ConfiguredProvider {
     pub scopes: String,
 }
 
+impl std::fmt::Debug for ConfiguredProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredProvider")
+            .field("integration_type", &self.provider.integration_type)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("api_url", &self.api_url)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
 impl ConfiguredProvider {
     /// A URL with `{field}` placeholders filled from the install's fields.
-    pub fn fill(template: &str, fields: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
+    pub fn fill(
+        template: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, String> {
         let mut out = template.to_owned();
         while let Some(start) = out.find('{') {
-            let end = out[start..].find('}').map(|e| start + e).ok_or("unbalanced { in a provider URL")?;
+            let end = out[start..]
+                .find('}')
+                .map(|e| start + e)
+                .ok_or("unbalanced { in a provider URL")?;
             let name = &out[start + 1..end];
             let value = fields
                 .get(name)
                 .and_then(|v| v.as_str())
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-                .ok_or_else(|| format!("the install needs `{name}` (letters, digits and dashes)"))?;
+                .filter(|v| {
+                    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+                .ok_or_else(|| {
+                    format!("the install needs `{name}` (letters, digits and dashes)")
+                })?;
             out.replace_range(start..=end, value);
         }
         Ok(out)
@@ -195,7 +221,10 @@ pub fn read(env: &mut EnvReader<'_>) -> Vec<ConfiguredProvider> {
             match env.optional(&name) {
                 Some(value) => {
                     let parsed = url::Url::parse(&value.replace(['{', '}'], ""));
-                    if parsed.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                    if parsed
+                        .as_ref()
+                        .is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+                    {
                         Some(value.trim_end_matches('/').to_owned())
                     } else {
                         env.problem(format!("{name}={value:?} is not an http(s) URL"));
@@ -232,7 +261,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn read_from(pairs: &[(&str, &str)]) -> (Vec<ConfiguredProvider>, Vec<String>) {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut env = EnvReader::new(move |k| map.get(k).cloned());
         let configured = read(&mut env);
         let problems = env.finish(()).err().map(|e| e.problems).unwrap_or_default();
@@ -241,7 +273,8 @@ mod tests {
 
     #[test]
     fn a_provider_is_on_with_both_credentials_and_says_what_is_missing() {
-        let (configured, problems) = read_from(&[("SLACK_CLIENT_ID", "1.2"), ("HUBSPOT_CLIENT_SECRET", "s")]);
+        let (configured, problems) =
+            read_from(&[("SLACK_CLIENT_ID", "1.2"), ("HUBSPOT_CLIENT_SECRET", "s")]);
         assert!(configured.is_empty());
         assert_eq!(problems.len(), 2, "{problems:?}");
         let (configured, problems) = read_from(&[
@@ -250,8 +283,14 @@ mod tests {
             ("SLACK_TOKEN_URL", "http://127.0.0.1:9/api/oauth.v2.access"),
         ]);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(configured[0].token_url, "http://127.0.0.1:9/api/oauth.v2.access");
-        assert_eq!(configured[0].authorize_url, "https://slack.com/oauth/v2/authorize");
+        assert_eq!(
+            configured[0].token_url,
+            "http://127.0.0.1:9/api/oauth.v2.access"
+        );
+        assert_eq!(
+            configured[0].authorize_url,
+            "https://slack.com/oauth/v2/authorize"
+        );
     }
 
     #[test]
@@ -259,31 +298,84 @@ mod tests {
         let fields = serde_json::json!({"subdomain": "acme"});
         let fields = fields.as_object().unwrap();
         assert_eq!(
-            ConfiguredProvider::fill("https://{subdomain}.zendesk.com/oauth/tokens", fields).unwrap(),
+            ConfiguredProvider::fill("https://{subdomain}.zendesk.com/oauth/tokens", fields)
+                .unwrap(),
             "https://acme.zendesk.com/oauth/tokens"
         );
         let evil = serde_json::json!({"subdomain": "evil.com/x?"});
-        assert!(ConfiguredProvider::fill("https://{subdomain}.zendesk.com", evil.as_object().unwrap()).is_err());
-        assert!(ConfiguredProvider::fill("https://{subdomain}.zendesk.com", &serde_json::Map::new()).is_err());
+        assert!(ConfiguredProvider::fill(
+            "https://{subdomain}.zendesk.com",
+            evil.as_object().unwrap()
+        )
+        .is_err());
+        assert!(ConfiguredProvider::fill(
+            "https://{subdomain}.zendesk.com",
+            &serde_json::Map::new()
+        )
+        .is_err());
     }
 
     #[test]
     fn every_provider_maps_into_fields_its_type_has() {
         // The extension's field lists, for the fields the table writes.
         let known: &[(&str, &[&str])] = &[
-            ("slack", &["bot_token", "refresh_token", "token_expires_at", "team_id", "team_name", "bot_user_id", "scope", "app_id", "channel_id"]),
-            ("hubspot", &["access_token", "refresh_token", "token_expires_at", "portal_id"]),
-            ("salesforce", &["access_token", "refresh_token", "instance_url"]),
+            (
+                "slack",
+                &[
+                    "bot_token",
+                    "refresh_token",
+                    "token_expires_at",
+                    "team_id",
+                    "team_name",
+                    "bot_user_id",
+                    "scope",
+                    "app_id",
+                    "channel_id",
+                ],
+            ),
+            (
+                "hubspot",
+                &[
+                    "access_token",
+                    "refresh_token",
+                    "token_expires_at",
+                    "portal_id",
+                ],
+            ),
+            (
+                "salesforce",
+                &["access_token", "refresh_token", "instance_url"],
+            ),
             ("zendesk", &["access_token", "subdomain"]),
-            ("google_analytics", &["access_token", "refresh_token", "token_expires_at", "property_id"]),
+            (
+                "google_analytics",
+                &[
+                    "access_token",
+                    "refresh_token",
+                    "token_expires_at",
+                    "property_id",
+                ],
+            ),
         ];
         for provider in PROVIDERS {
-            let fields = known.iter().find(|(t, _)| *t == provider.integration_type).unwrap().1;
+            let fields = known
+                .iter()
+                .find(|(t, _)| *t == provider.integration_type)
+                .unwrap()
+                .1;
             for (_, field) in provider.token_fields {
-                assert!(fields.contains(field), "{} → {field}", provider.integration_type);
+                assert!(
+                    fields.contains(field),
+                    "{} → {field}",
+                    provider.integration_type
+                );
             }
             for field in provider.install_fields {
-                assert!(fields.contains(field), "{} → {field}", provider.integration_type);
+                assert!(
+                    fields.contains(field),
+                    "{} → {field}",
+                    provider.integration_type
+                );
             }
         }
     }

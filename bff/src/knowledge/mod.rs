@@ -11,7 +11,8 @@
 
 pub mod rows;
 
-use crate::db::{act_as, Acting, Db, DbError};
+pub use crate::db::User;
+use crate::db::{act_as, in_transaction, Acting, Db, DbError};
 use crate::settings::KnowledgeSettings;
 use bytes::Bytes;
 use dana_storage::keys::{self, KeyError};
@@ -68,25 +69,7 @@ impl From<StorageError> for KnowledgeError {
     }
 }
 
-/// A signed-in caller: their id and the claims the database sees.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub id: Uuid,
-    pub claims: String,
-}
-
 impl User {
-    /// The signed-in user behind verified claims; anon and service keys are not users.
-    pub fn from_claims(claims: &dana_supabase::Claims) -> Result<User, KnowledgeError> {
-        let id = claims
-            .user_id()
-            .and_then(|sub| Uuid::parse_str(sub).ok())
-            .ok_or(KnowledgeError::NotSignedIn)?;
-        let claims =
-            serde_json::to_string(claims).map_err(|e| KnowledgeError::Invalid(e.to_string()))?;
-        Ok(User { id, claims })
-    }
-
     fn folder(&self) -> String {
         self.id.to_string()
     }
@@ -550,20 +533,6 @@ fn stored_key(row: &FileRow) -> Result<&str, KnowledgeError> {
         }
         None => Err(KnowledgeError::NotFound),
     }
-}
-
-/// Runs `work` in one transaction acting as `acting`, and commits.
-pub async fn in_transaction<T>(
-    db: &Db,
-    acting: Acting<'_>,
-    work: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T, DbError>,
-) -> Result<T, DbError> {
-    let mut connection = db.connection().await?;
-    let tx = connection.transaction().await?;
-    act_as(&tx, acting).await?;
-    let out = work(&tx).await?;
-    tx.commit().await?;
-    Ok(out)
 }
 
 /// A pending row an upload has not finished. Dropped while armed — the request's future dropped

@@ -9,8 +9,8 @@
 
 use crate::app::App;
 use crate::auth::is_operator;
-use crate::body::{json, Body};
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use crate::body::{json_response, Body};
+use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -58,7 +58,7 @@ impl ReadinessCache {
             }
         }
         let (postgrest, postgresql, storage) = tokio::join!(
-            app.upstream.ready(CHECK_TIMEOUT),
+            app.postgrest.ready(CHECK_TIMEOUT),
             postgresql_ready(app),
             storage_ready(app)
         );
@@ -157,17 +157,4 @@ async fn storage_ready(app: &App) -> Option<Result<(), String>> {
             )),
         },
     )
-}
-
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(json(value));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

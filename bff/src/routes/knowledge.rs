@@ -12,7 +12,7 @@
 
 use crate::app::App;
 use crate::auth;
-use crate::body::{Body, BoxError};
+use crate::body::{json_response, Body, BoxError};
 use crate::error::ApiError;
 use crate::knowledge::{KnowledgeError, Lookup, Target, Upload, User};
 use bytes::Bytes;
@@ -31,8 +31,8 @@ const FORM_OVERHEAD: u64 = 64 * 1024;
 const REDIRECT_TTL: Duration = Duration::from_secs(60);
 
 pub async fn route(app: &App, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let caller = auth::authenticate(request.headers(), &app.api_keys, &app.verifier).await?;
-    let user = User::from_claims(&caller.claims)?;
+    let caller = auth::identify(app, request.headers()).await?;
+    let user = User::from_claims(&caller.claims).ok_or(KnowledgeError::NotSignedIn)?;
     let rest = request
         .uri()
         .path()
@@ -360,14 +360,4 @@ pub async fn download(
         );
     }
     Ok(response)
-}
-
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut response = Response::new(crate::body::json(value));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -11,7 +11,7 @@
 
 use crate::app::App;
 use crate::auth;
-use crate::body::Body;
+use crate::body::{json_response, Body};
 use crate::error::ApiError;
 use crate::knowledge::rows::FileRow;
 use crate::knowledge::{KnowledgeError, Lookup, Target, Upload, User};
@@ -191,6 +191,15 @@ impl From<ApiError> for StorageApiError {
             | ApiError::Token(_) => {
                 StorageApiError::new("403", "InvalidJWT", "Unauthorized", error.to_string())
             }
+            ApiError::Problem(p) if matches!(p.status.as_u16(), 401 | 403) => {
+                StorageApiError::new("403", "AccessDenied", "Unauthorized", p.message)
+            }
+            ApiError::Problem(p) if p.status.is_server_error() => StorageApiError::new(
+                "503",
+                "ServiceUnavailable",
+                "Service Unavailable",
+                p.message,
+            ),
             other => StorageApiError::invalid(other.to_string()),
         }
     }
@@ -219,10 +228,11 @@ async fn handle(app: &App, request: Request<Incoming>) -> Answer {
             return signed_download(app, rest, request.uri().query(), request.headers()).await;
         }
     }
-    let caller = auth::authenticate(request.headers(), &app.api_keys, &app.verifier)
+    let caller = auth::identify(app, request.headers())
         .await
         .map_err(StorageApiError::from)?;
-    let user = User::from_claims(&caller.claims).map_err(StorageApiError::from)?;
+    let user = User::from_claims(&caller.claims)
+        .ok_or_else(|| StorageApiError::from(KnowledgeError::NotSignedIn))?;
     let Some(rest) = path.strip_prefix("/object/") else {
         return Err(StorageApiError::new(
             "404",
@@ -390,7 +400,8 @@ async fn upload(
     };
     let bucket = app.knowledge.bucket().map_err(StorageApiError::from)?;
     Ok(json_response(
-        json!({"Id": row.id, "Key": format!("{bucket}/{key}")}),
+        StatusCode::OK,
+        &json!({"Id": row.id, "Key": format!("{bucket}/{key}")}),
     ))
 }
 
@@ -450,19 +461,22 @@ fn object_record(bucket: &str, row: &FileRow) -> Value {
 async fn info(app: &App, user: &User, key: String) -> Answer {
     let row = find(app, user, &key).await?;
     let bucket = app.knowledge.bucket().map_err(StorageApiError::from)?;
-    Ok(json_response(json!({
-        "id": row.id,
-        "name": key,
-        "version": null,
-        "bucket_id": bucket,
-        "size": row.size_bytes,
-        "content_type": row.content_type,
-        "cache_control": row.cache_control,
-        "etag": row.e_tag(),
-        "metadata": row.metadata,
-        "last_modified": row.updated_at,
-        "created_at": row.created_at,
-    })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "id": row.id,
+            "name": key,
+            "version": null,
+            "bucket_id": bucket,
+            "size": row.size_bytes,
+            "content_type": row.content_type,
+            "cache_control": row.cache_control,
+            "etag": row.e_tag(),
+            "metadata": row.metadata,
+            "last_modified": row.updated_at,
+            "created_at": row.created_at,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -560,7 +574,7 @@ async fn list(app: &App, user: &User, _bucket: &str, request: Request<Incoming>)
         .take(limit)
         .map(|(_, v)| v)
         .collect();
-    Ok(json_response(Value::Array(page)))
+    Ok(json_response(StatusCode::OK, &Value::Array(page)))
 }
 
 #[derive(Deserialize)]
@@ -599,7 +613,7 @@ async fn remove(app: &App, user: &User, _bucket: &str, request: Request<Incoming
             .map_err(StorageApiError::from)?;
         deleted.push(object_record(&bucket, &row));
     }
-    Ok(json_response(Value::Array(deleted)))
+    Ok(json_response(StatusCode::OK, &Value::Array(deleted)))
 }
 
 #[derive(Deserialize)]
@@ -635,18 +649,21 @@ async fn move_or_copy(app: &App, user: &User, request: Request<Incoming>, copy: 
         let mut answer = object_record(&bucket, &row);
         answer["Id"] = json!(row.id);
         answer["Key"] = json!(format!("{bucket}/{}", body.destination_key));
-        Ok(json_response(answer))
+        Ok(json_response(StatusCode::OK, &answer))
     } else {
         let row = app
             .knowledge
             .move_to(user, &from, &body.destination_key)
             .await
             .map_err(StorageApiError::from)?;
-        Ok(json_response(json!({
-            "message": "Successfully moved",
-            "Id": row.id,
-            "Key": body.destination_key,
-        })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "message": "Successfully moved",
+                "Id": row.id,
+                "Key": body.destination_key,
+            }),
+        ))
     }
 }
 
@@ -688,12 +705,13 @@ async fn sign(app: &App, user: &User, rest: &str, request: Request<Incoming>) ->
                 "signedURL": signed,
             }));
         }
-        return Ok(json_response(Value::Array(answers)));
+        return Ok(json_response(StatusCode::OK, &Value::Array(answers)));
     }
     let key = object_key(app, rest)?;
     find(app, user, &key).await?;
     Ok(json_response(
-        json!({"signedURL": signed_url(app, &bucket, &key, body.expires_in)?}),
+        StatusCode::OK,
+        &json!({"signedURL": signed_url(app, &bucket, &key, body.expires_in)?}),
     ))
 }
 
@@ -819,13 +837,4 @@ async fn signed_download(
         );
     }
     Ok(response)
-}
-
-fn json_response(value: Value) -> Response<Body> {
-    let mut response = Response::new(crate::body::json(&value));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

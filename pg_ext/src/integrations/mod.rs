@@ -397,7 +397,8 @@ fn apply_lifecycle(
         .and_then(Status::parse);
     // An edited config must be verified again before it counts as working; the service role's
     // own writes (an OAuth install, a rotated token) come with their verification.
-    if config_changed && !verifier && previous == Some(requested) && requested.needs_verification() {
+    if config_changed && !verifier && previous == Some(requested) && requested.needs_verification()
+    {
         requested = Status::Pending;
     }
     if let Err(e) = check_transition(previous, requested, verifier) {

@@ -97,7 +97,12 @@ const MYSQL_SSL_MODES: &[&str] = &[
 // through Dana (the BFF's provider table) stores.
 const SLACK: &[Field] = &[
     // Rotating installs get `xoxe.xoxb-` tokens.
-    field("bot_token", true, true, Check::Token(&["xoxb-", "xoxe.xoxb-"])),
+    field(
+        "bot_token",
+        true,
+        true,
+        Check::Token(&["xoxb-", "xoxe.xoxb-"]),
+    ),
     // The default channel to post to; an install through OAuth has none yet.
     field("channel_id", false, false, Check::SlackChannel),
     field("refresh_token", false, true, Check::Token(&["xoxe-"])),
@@ -161,9 +166,15 @@ const GOOGLE_ANALYTICS: &[Field] = &[
 /// Types that take one of several sets of credentials: each set must be complete, and at least
 /// one must be given.
 const ALTERNATIVES: &[(&str, &[&[&str]])] = &[
-    ("salesforce", &[&["client_id", "client_secret"], &["refresh_token"]]),
+    (
+        "salesforce",
+        &[&["client_id", "client_secret"], &["refresh_token"]],
+    ),
     ("zendesk", &[&["email", "api_token"], &["access_token"]]),
-    ("google_analytics", &[&["credentials_json"], &["refresh_token"]]),
+    (
+        "google_analytics",
+        &[&["credentials_json"], &["refresh_token"]],
+    ),
 ];
 const POSTGRESQL: &[Field] = &[
     field("host", true, false, Check::Host),
@@ -244,12 +255,18 @@ pub fn validate_kind(kind: &str, config: &Map<String, Value>, hosts: &HostPolicy
             let given = set.iter().filter(|f| present(f)).count();
             if given > 0 && given < set.len() {
                 let missing: Vec<&str> = set.iter().copied().filter(|f| !present(f)).collect();
-                problems.push(Problem::new(missing[0], format!("is required together with {}", set.join(" and "))));
+                problems.push(Problem::new(
+                    missing[0],
+                    format!("is required together with {}", set.join(" and ")),
+                ));
             }
         }
         if !sets.iter().any(|set| set.iter().all(|f| present(f))) {
             let described: Vec<String> = sets.iter().map(|set| set.join(" and ")).collect();
-            problems.push(Problem::new(sets[0][0], format!("is required, or else {}", described[1..].join(", or "))));
+            problems.push(Problem::new(
+                sets[0][0],
+                format!("is required, or else {}", described[1..].join(", or ")),
+            ));
         }
     }
     problems
@@ -501,18 +518,30 @@ mod unit {
     #[test]
     fn alternative_credentials_need_one_complete_set() {
         let url = "https://acme.my.salesforce.com";
-        assert!(kind_problems("salesforce", json!({"instance_url": url, "refresh_token": "r"})).is_empty());
-        assert!(kind_problems("salesforce", json!({"instance_url": url, "client_id": "i", "client_secret": "s"})).is_empty());
+        assert!(kind_problems(
+            "salesforce",
+            json!({"instance_url": url, "refresh_token": "r"})
+        )
+        .is_empty());
+        assert!(kind_problems(
+            "salesforce",
+            json!({"instance_url": url, "client_id": "i", "client_secret": "s"})
+        )
+        .is_empty());
         assert_eq!(
             kind_problems("salesforce", json!({"instance_url": url, "client_id": "i"})),
-            ["client_secret: is required together with client_id and client_secret",
-             "client_id: is required, or else refresh_token"]
+            [
+                "client_secret: is required together with client_id and client_secret",
+                "client_id: is required, or else refresh_token"
+            ]
         );
         assert_eq!(
             kind_problems("google_analytics", json!({"property_id": "1"})),
             ["credentials_json: is required, or else refresh_token"]
         );
-        assert!(kind_problems("zendesk", json!({"subdomain": "acme", "access_token": "t"})).is_empty());
+        assert!(
+            kind_problems("zendesk", json!({"subdomain": "acme", "access_token": "t"})).is_empty()
+        );
     }
 
     #[test]

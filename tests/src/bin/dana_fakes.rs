@@ -24,7 +24,11 @@ enum Fake {
         /// The database whose auth.users signs in (superuser URL).
         #[arg(long, env = "DB_URL")]
         db_url: String,
-        #[arg(long, env = "FAKE_AUTH_SITE_URL", default_value = "http://localhost:3000")]
+        #[arg(
+            long,
+            env = "FAKE_AUTH_SITE_URL",
+            default_value = "http://localhost:3000"
+        )]
         site_url: String,
         /// Comma-separated prefixes a redirect_to must start with.
         #[arg(long, env = "FAKE_AUTH_REDIRECT_ALLOW")]
@@ -32,7 +36,11 @@ enum Fake {
         #[arg(long, env = "FAKE_AUTH_ACCESS_TTL_SECS", default_value_t = 3600)]
         access_ttl_secs: u64,
         /// Public base URL of the auth server (the issuer of its tokens).
-        #[arg(long, env = "FAKE_AUTH_ISSUER", default_value = "http://127.0.0.1:54321")]
+        #[arg(
+            long,
+            env = "FAKE_AUTH_ISSUER",
+            default_value = "http://127.0.0.1:54321"
+        )]
         issuer: String,
     },
     /// A fake Slack on `--listen`.
@@ -53,32 +61,60 @@ enum Fake {
 }
 
 fn list(text: &str) -> Vec<String> {
-    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::main]
 async fn main() {
     match Cli::parse().fake {
-        Fake::Auth { listen, jwt_secret, db_url, site_url, redirect_allow, access_ttl_secs, issuer } => {
-            let listener = tokio::net::TcpListener::bind(&listen).await.expect("binding the fake's port");
-            FakeAuth::start(listener, AuthConfig {
-                jwt_secret,
-                db_url,
-                site_url,
-                redirect_allow: list(&redirect_allow),
-                access_ttl: Duration::from_secs(access_ttl_secs),
-                issuer,
-            });
+        Fake::Auth {
+            listen,
+            jwt_secret,
+            db_url,
+            site_url,
+            redirect_allow,
+            access_ttl_secs,
+            issuer,
+        } => {
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .expect("binding the fake's port");
+            FakeAuth::start(
+                listener,
+                AuthConfig {
+                    jwt_secret,
+                    db_url,
+                    site_url,
+                    redirect_allow: list(&redirect_allow),
+                    access_ttl: Duration::from_secs(access_ttl_secs),
+                    issuer,
+                },
+            );
             eprintln!("fake Supabase Auth on {listen}");
         }
-        Fake::Slack { listen, client_id, client_secret, redirect_uris, rotation_secs } => {
-            let listener = tokio::net::TcpListener::bind(&listen).await.expect("binding the fake's port");
-            FakeSlack::start(listener, SlackConfig {
-                client_id,
-                client_secret,
-                redirect_uris: list(&redirect_uris),
-                rotation: (rotation_secs > 0).then(|| Duration::from_secs(rotation_secs)),
-            });
+        Fake::Slack {
+            listen,
+            client_id,
+            client_secret,
+            redirect_uris,
+            rotation_secs,
+        } => {
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .expect("binding the fake's port");
+            FakeSlack::start(
+                listener,
+                SlackConfig {
+                    client_id,
+                    client_secret,
+                    redirect_uris: list(&redirect_uris),
+                    rotation: (rotation_secs > 0).then(|| Duration::from_secs(rotation_secs)),
+                },
+            );
             eprintln!("fake Slack on {listen}");
         }
     }

@@ -27,7 +27,10 @@ pub struct FakeRequest {
 
 impl FakeRequest {
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON, or as an urlencoded form turned into a JSON object of strings.
@@ -35,8 +38,14 @@ impl FakeRequest {
         if let Ok(json) = serde_json::from_slice::<Value>(&self.body) {
             return json;
         }
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&self.body).unwrap_or_default();
-        Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_bytes(&self.body).unwrap_or_default();
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
     }
 
     pub fn bearer(&self) -> Option<&str> {
@@ -53,18 +62,20 @@ pub type FakeResponse = Response<Full<Bytes>>;
 pub fn json(status: StatusCode, value: &Value) -> FakeResponse {
     let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 pub fn redirect(location: &str) -> FakeResponse {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::FOUND;
-    response
-        .headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_str(location).expect("a valid location"));
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(location).expect("a valid location"),
+    );
     response
 }
 
@@ -79,24 +90,31 @@ where
         while let Ok((stream, _)) = listener.accept().await {
             let handler = handler.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let handler = handler.clone();
-                    async move {
-                        let (parts, body) = request.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        let query = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let handler = handler.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let query = url::form_urlencoded::parse(
+                                parts.uri.query().unwrap_or("").as_bytes(),
+                            )
                             .into_owned()
                             .collect();
-                        let request = FakeRequest {
-                            method: parts.method,
-                            path: parts.uri.path().to_owned(),
-                            query,
-                            headers: parts.headers,
-                            body,
-                        };
-                        Ok::<_, std::convert::Infallible>(handler(request).await)
-                    }
-                });
+                            let request = FakeRequest {
+                                method: parts.method,
+                                path: parts.uri.path().to_owned(),
+                                query,
+                                headers: parts.headers,
+                                body,
+                            };
+                            Ok::<_, std::convert::Infallible>(handler(request).await)
+                        }
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -107,5 +125,9 @@ where
 
 /// A random opaque token.
 pub fn random_token(prefix: &str) -> String {
-    format!("{prefix}{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{prefix}{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }

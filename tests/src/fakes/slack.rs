@@ -103,16 +103,33 @@ impl FakeSlack {
             "/api/oauth.v2.access" => self.access(config, &request),
             path => {
                 let method = path.strip_prefix("/api/").unwrap_or("");
-                if !["auth.test", "chat.postMessage", "conversations.history", "conversations.replies"].contains(&method) {
-                    return json(StatusCode::NOT_FOUND, &json!({"ok": false, "error": "unknown_method"}));
+                if ![
+                    "auth.test",
+                    "chat.postMessage",
+                    "conversations.history",
+                    "conversations.replies",
+                ]
+                .contains(&method)
+                {
+                    return json(
+                        StatusCode::NOT_FOUND,
+                        &json!({"ok": false, "error": "unknown_method"}),
+                    );
                 }
                 let token = request.bearer().unwrap_or("").to_owned();
                 let valid = {
                     let state = self.state.lock().unwrap();
-                    state.tokens.get(&token).is_some_and(|expiry| expiry.is_none_or(|at| at > SystemTime::now()))
+                    state
+                        .tokens
+                        .get(&token)
+                        .is_some_and(|expiry| expiry.is_none_or(|at| at > SystemTime::now()))
                 };
                 if !valid {
-                    return fail(if token.is_empty() { "not_authed" } else { "invalid_auth" });
+                    return fail(if token.is_empty() {
+                        "not_authed"
+                    } else {
+                        "invalid_auth"
+                    });
                 }
                 self.web_api(method, &request)
             }
@@ -121,11 +138,17 @@ impl FakeSlack {
 
     fn authorize(&self, config: &SlackConfig, request: &FakeRequest) -> FakeResponse {
         if request.query("client_id") != Some(config.client_id.as_str()) {
-            return json(StatusCode::BAD_REQUEST, &json!({"ok": false, "error": "invalid_client_id"}));
+            return json(
+                StatusCode::BAD_REQUEST,
+                &json!({"ok": false, "error": "invalid_client_id"}),
+            );
         }
         let redirect_uri = request.query("redirect_uri").unwrap_or("");
         if !config.redirect_uris.iter().any(|r| r == redirect_uri) {
-            return json(StatusCode::BAD_REQUEST, &json!({"ok": false, "error": "bad_redirect_uri"}));
+            return json(
+                StatusCode::BAD_REQUEST,
+                &json!({"ok": false, "error": "bad_redirect_uri"}),
+            );
         }
         let code = random_token("fake-code-");
         self.state.lock().unwrap().grants.insert(
@@ -137,20 +160,30 @@ impl FakeSlack {
                 used: false,
             },
         );
-        let state = url::form_urlencoded::byte_serialize(request.query("state").unwrap_or("").as_bytes()).collect::<String>();
+        let state =
+            url::form_urlencoded::byte_serialize(request.query("state").unwrap_or("").as_bytes())
+                .collect::<String>();
         redirect(&format!("{redirect_uri}?code={code}&state={state}"))
     }
 
     fn access(&self, config: &SlackConfig, request: &FakeRequest) -> FakeResponse {
         let fields = request.fields();
-        let field = |name: &str| fields.get(name).and_then(Value::as_str).unwrap_or("").to_owned();
+        let field = |name: &str| {
+            fields
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
         // Client credentials come in the body or as HTTP Basic.
         let basic = request
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok())
+            .and_then(|b| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b).ok()
+            })
             .and_then(|b| String::from_utf8(b).ok());
         let (id, secret) = match basic.as_deref().and_then(|b| b.split_once(':')) {
             Some((id, secret)) => (id.to_owned(), secret.to_owned()),
@@ -190,7 +223,11 @@ impl FakeSlack {
             }
             grant.scope.clone()
         };
-        let prefix = if config.rotation.is_some() { "xoxe.xoxb-" } else { "xoxb-" };
+        let prefix = if config.rotation.is_some() {
+            "xoxe.xoxb-"
+        } else {
+            "xoxb-"
+        };
         let token = random_token(&format!("{prefix}1-"));
         let expiry = config.rotation.map(|ttl| SystemTime::now() + ttl);
         state.tokens.insert(token.clone(), expiry);
@@ -219,13 +256,21 @@ impl FakeSlack {
                 .unwrap_or_default()
         };
         if method == "auth.test" {
-            return json(StatusCode::OK, &json!({"ok": true, "url": "https://fake-team.slack.com/", "team": "Fake Team",
-                "user": "dana", "team_id": "T0FAKETEAM", "user_id": "U0DANABOT", "bot_id": "B0DANABOT"}));
+            return json(
+                StatusCode::OK,
+                &json!({"ok": true, "url": "https://fake-team.slack.com/", "team": "Fake Team",
+                "user": "dana", "team_id": "T0FAKETEAM", "user_id": "U0DANABOT", "bot_id": "B0DANABOT"}),
+            );
         }
         let channel = param("channel");
         if channel == "C0RATELIMIT" {
-            let mut response = json(StatusCode::TOO_MANY_REQUESTS, &json!({"ok": false, "error": "ratelimited"}));
-            response.headers_mut().insert("retry-after", "30".parse().unwrap());
+            let mut response = json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"ok": false, "error": "ratelimited"}),
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", "30".parse().unwrap());
             return response;
         }
         if channel == "C0PRIVATE01" {
@@ -242,12 +287,22 @@ impl FakeSlack {
                     return fail("no_text");
                 }
                 state.next_ts += 1;
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
                 let ts = format!("{now}.{:06}", state.next_ts);
                 let thread = Some(param("thread_ts")).filter(|t| !t.is_empty());
-                state.messages.entry(channel.clone()).or_default().push((ts.clone(), text.clone(), thread.clone()));
-                json(StatusCode::OK, &json!({"ok": true, "channel": channel, "ts": ts,
-                    "message": {"type": "message", "user": "U0DANABOT", "text": text, "ts": ts, "thread_ts": thread}}))
+                state.messages.entry(channel.clone()).or_default().push((
+                    ts.clone(),
+                    text.clone(),
+                    thread.clone(),
+                ));
+                json(
+                    StatusCode::OK,
+                    &json!({"ok": true, "channel": channel, "ts": ts,
+                    "message": {"type": "message", "user": "U0DANABOT", "text": text, "ts": ts, "thread_ts": thread}}),
+                )
             }
             "conversations.history" => {
                 let limit: usize = param("limit").parse().unwrap_or(100);
@@ -263,7 +318,10 @@ impl FakeSlack {
                             .collect()
                     })
                     .unwrap_or_default();
-                json(StatusCode::OK, &json!({"ok": true, "messages": messages, "has_more": false}))
+                json(
+                    StatusCode::OK,
+                    &json!({"ok": true, "messages": messages, "has_more": false}),
+                )
             }
             _ => {
                 let ts = param("ts");
@@ -280,7 +338,10 @@ impl FakeSlack {
                 if messages.is_empty() {
                     return fail("thread_not_found");
                 }
-                json(StatusCode::OK, &json!({"ok": true, "messages": messages, "has_more": false}))
+                json(
+                    StatusCode::OK,
+                    &json!({"ok": true, "messages": messages, "has_more": false}),
+                )
             }
         }
     }

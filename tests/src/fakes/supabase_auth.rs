@@ -109,8 +109,14 @@ impl FakeAuth {
             .get("x-supabase-api-version")
             .is_some_and(|v| v.as_bytes() >= b"2024-01-01".as_slice());
         let result = match (request.method.as_str(), request.path.trim_end_matches('/')) {
-            ("GET", "/health") => Ok(json(StatusCode::OK, &json!({"version": "fake", "name": "GoTrue", "description": "a fake of Supabase Auth for Dana's tests"}))),
-            ("GET", "/settings") => Ok(json(StatusCode::OK, &json!({"external": {"email": true, "github": true, "google": true}, "disable_signup": true}))),
+            ("GET", "/health") => Ok(json(
+                StatusCode::OK,
+                &json!({"version": "fake", "name": "GoTrue", "description": "a fake of Supabase Auth for Dana's tests"}),
+            )),
+            ("GET", "/settings") => Ok(json(
+                StatusCode::OK,
+                &json!({"external": {"email": true, "github": true, "google": true}, "disable_signup": true}),
+            )),
             ("POST", "/token") => self.token(config, &request).await,
             ("GET", "/authorize") => self.authorize(config, &request),
             ("GET", "/user") => self.user(config, &request).await,
@@ -120,14 +126,33 @@ impl FakeAuth {
         result.unwrap_or_else(|e| e.render(new_errors))
     }
 
-    async fn token(&self, config: &AuthConfig, request: &FakeRequest) -> Result<FakeResponse, AuthFailure> {
+    async fn token(
+        &self,
+        config: &AuthConfig,
+        request: &FakeRequest,
+    ) -> Result<FakeResponse, AuthFailure> {
         let fields = request.fields();
-        let field = |name: &str| fields.get(name).and_then(Value::as_str).unwrap_or("").to_owned();
+        let field = |name: &str| {
+            fields
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
         match request.query("grant_type") {
             Some("password") => {
-                let user = find_user(config, Lookup::Password(&field("email"), &field("password")))
-                    .await?
-                    .ok_or_else(|| error(StatusCode::BAD_REQUEST, "invalid_credentials", "Invalid login credentials"))?;
+                let user = find_user(
+                    config,
+                    Lookup::Password(&field("email"), &field("password")),
+                )
+                .await?
+                .ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_credentials",
+                        "Invalid login credentials",
+                    )
+                })?;
                 Ok(self.new_session(config, user, "password"))
             }
             Some("refresh_token") => {
@@ -136,7 +161,11 @@ impl FakeAuth {
                 let session_id = {
                     let mut state = self.state.lock().unwrap();
                     let Some(entry) = state.refresh_tokens.get_mut(&token) else {
-                        return Err(error(StatusCode::BAD_REQUEST, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"));
+                        return Err(error(
+                            StatusCode::BAD_REQUEST,
+                            "refresh_token_not_found",
+                            "Invalid Refresh Token: Refresh Token Not Found",
+                        ));
                     };
                     if entry.used {
                         // Reuse of a spent token: the session is taken to be stolen and ends.
@@ -144,62 +173,115 @@ impl FakeAuth {
                         if let Some(s) = state.sessions.get_mut(&session) {
                             s.revoked = true;
                         }
-                        return Err(error(StatusCode::BAD_REQUEST, "refresh_token_already_used", "Invalid Refresh Token: Already Used"));
+                        return Err(error(
+                            StatusCode::BAD_REQUEST,
+                            "refresh_token_already_used",
+                            "Invalid Refresh Token: Already Used",
+                        ));
                     }
                     entry.used = true;
                     let session = entry.session.clone();
                     if state.sessions.get(&session).is_none_or(|s| s.revoked) {
-                        return Err(error(StatusCode::BAD_REQUEST, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"));
+                        return Err(error(
+                            StatusCode::BAD_REQUEST,
+                            "refresh_token_not_found",
+                            "Invalid Refresh Token: Refresh Token Not Found",
+                        ));
                     }
                     session
                 };
                 let user_id = self.state.lock().unwrap().sessions[&session_id].user_id;
                 let user = find_user(config, Lookup::Id(user_id))
                     .await?
-                    .ok_or_else(|| error(StatusCode::BAD_REQUEST, "user_not_found", "User not found"))?;
+                    .ok_or_else(|| {
+                        error(StatusCode::BAD_REQUEST, "user_not_found", "User not found")
+                    })?;
                 Ok(self.issue(config, &user, &session_id, "token_refresh"))
             }
             Some("pkce") => {
                 let code = field("auth_code");
                 let verifier = field("code_verifier");
-                let flow = self.state.lock().unwrap().flows.remove(&code).ok_or_else(|| {
-                    error(StatusCode::NOT_FOUND, "flow_state_not_found", "invalid flow state, no valid flow state found")
-                })?;
+                let flow = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .flows
+                    .remove(&code)
+                    .ok_or_else(|| {
+                        error(
+                            StatusCode::NOT_FOUND,
+                            "flow_state_not_found",
+                            "invalid flow state, no valid flow state found",
+                        )
+                    })?;
                 if flow.created.elapsed().unwrap_or_default() > Duration::from_secs(300) {
-                    return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "flow_state_expired", "invalid flow state, flow state has expired"));
+                    return Err(error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "flow_state_expired",
+                        "invalid flow state, flow state has expired",
+                    ));
                 }
                 let computed = base64::Engine::encode(
                     &base64::engine::general_purpose::URL_SAFE_NO_PAD,
                     Sha256::digest(verifier.as_bytes()),
                 );
                 if verifier.is_empty() || computed != flow.challenge {
-                    return Err(error(StatusCode::BAD_REQUEST, "bad_code_verifier", "code challenge does not match previously saved code verifier"));
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_code_verifier",
+                        "code challenge does not match previously saved code verifier",
+                    ));
                 }
                 let lookup = match &flow.user_email {
                     Some(email) => Lookup::Email(email),
                     None => Lookup::First,
                 };
-                let user = find_user(config, lookup)
-                    .await?
-                    .ok_or_else(|| error(StatusCode::BAD_REQUEST, "user_not_found", "User not found"))?;
+                let user = find_user(config, lookup).await?.ok_or_else(|| {
+                    error(StatusCode::BAD_REQUEST, "user_not_found", "User not found")
+                })?;
                 Ok(self.new_session(config, user, "oauth"))
             }
-            _ => Err(error(StatusCode::BAD_REQUEST, "invalid_credentials", "unsupported_grant_type")),
+            _ => Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_credentials",
+                "unsupported_grant_type",
+            )),
         }
     }
 
-    fn authorize(&self, config: &AuthConfig, request: &FakeRequest) -> Result<FakeResponse, AuthFailure> {
+    fn authorize(
+        &self,
+        config: &AuthConfig,
+        request: &FakeRequest,
+    ) -> Result<FakeResponse, AuthFailure> {
         let provider = request.query("provider").unwrap_or("");
         if !["github", "google"].contains(&provider) {
-            return Err(error(StatusCode::BAD_REQUEST, "validation_failed", &format!("Unsupported provider: Provider {provider} could not be found")));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                &format!("Unsupported provider: Provider {provider} could not be found"),
+            ));
         }
         let redirect_to = request.query("redirect_to").unwrap_or("");
-        if !config.redirect_allow.iter().any(|allowed| redirect_to.starts_with(allowed.as_str())) {
+        if !config
+            .redirect_allow
+            .iter()
+            .any(|allowed| redirect_to.starts_with(allowed.as_str()))
+        {
             return Ok(redirect(&config.site_url));
         }
         let challenge = request.query("code_challenge").unwrap_or("").to_owned();
-        if challenge.is_empty() || !request.query("code_challenge_method").unwrap_or("").eq_ignore_ascii_case("s256") {
-            return Err(error(StatusCode::BAD_REQUEST, "validation_failed", "PKCE flow requires code_challenge and code_challenge_method s256"));
+        if challenge.is_empty()
+            || !request
+                .query("code_challenge_method")
+                .unwrap_or("")
+                .eq_ignore_ascii_case("s256")
+        {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                "PKCE flow requires code_challenge and code_challenge_method s256",
+            ));
         }
         let code = uuid::Uuid::new_v4().to_string();
         self.state.lock().unwrap().flows.insert(
@@ -214,16 +296,31 @@ impl FakeAuth {
         Ok(redirect(&format!("{redirect_to}{separator}code={code}")))
     }
 
-    async fn user(&self, config: &AuthConfig, request: &FakeRequest) -> Result<FakeResponse, AuthFailure> {
+    async fn user(
+        &self,
+        config: &AuthConfig,
+        request: &FakeRequest,
+    ) -> Result<FakeResponse, AuthFailure> {
         let claims = self.verified(config, request)?;
-        let id = claims["sub"].as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()).unwrap_or_default();
-        let user = find_user(config, Lookup::Id(id))
-            .await?
-            .ok_or_else(|| error(StatusCode::FORBIDDEN, "user_not_found", "User from sub claim in JWT does not exist"))?;
+        let id = claims["sub"]
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .unwrap_or_default();
+        let user = find_user(config, Lookup::Id(id)).await?.ok_or_else(|| {
+            error(
+                StatusCode::FORBIDDEN,
+                "user_not_found",
+                "User from sub claim in JWT does not exist",
+            )
+        })?;
         Ok(json(StatusCode::OK, &user.json()))
     }
 
-    fn logout(&self, config: &AuthConfig, request: &FakeRequest) -> Result<FakeResponse, AuthFailure> {
+    fn logout(
+        &self,
+        config: &AuthConfig,
+        request: &FakeRequest,
+    ) -> Result<FakeResponse, AuthFailure> {
         let claims = self.verified(config, request)?;
         let session_id = claims["session_id"].as_str().unwrap_or("").to_owned();
         let user_id = claims["sub"].as_str().unwrap_or("").to_owned();
@@ -247,14 +344,28 @@ impl FakeAuth {
 
     /// The claims of the request's Bearer token, signed by this fake and not yet expired.
     fn verified(&self, config: &AuthConfig, request: &FakeRequest) -> Result<Value, AuthFailure> {
-        let token = request
-            .bearer()
-            .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "no_authorization", "This endpoint requires a valid Bearer token"))?;
+        let token = request.bearer().ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                "no_authorization",
+                "This endpoint requires a valid Bearer token",
+            )
+        })?;
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.set_audience(&["authenticated"]);
-        jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_secret(config.jwt_secret.as_bytes()), &validation)
-            .map(|data| data.claims)
-            .map_err(|e| error(StatusCode::FORBIDDEN, "bad_jwt", &format!("invalid JWT: unable to parse or verify signature, {e}")))
+        jsonwebtoken::decode::<Value>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(config.jwt_secret.as_bytes()),
+            &validation,
+        )
+        .map(|data| data.claims)
+        .map_err(|e| {
+            error(
+                StatusCode::FORBIDDEN,
+                "bad_jwt",
+                &format!("invalid JWT: unable to parse or verify signature, {e}"),
+            )
+        })
     }
 
     fn new_session(&self, config: &AuthConfig, user: User, method: &str) -> FakeResponse {
@@ -270,8 +381,17 @@ impl FakeAuth {
     }
 
     /// A session answer: an access token for the user and a new single-use refresh token.
-    fn issue(&self, config: &AuthConfig, user: &User, session_id: &str, method: &str) -> FakeResponse {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    fn issue(
+        &self,
+        config: &AuthConfig,
+        user: &User,
+        session_id: &str,
+        method: &str,
+    ) -> FakeResponse {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let expires_at = now + config.access_ttl.as_secs();
         let claims = json!({
             "iss": format!("{}/auth/v1", config.issuer), "sub": user.id, "aud": "authenticated",
@@ -320,7 +440,9 @@ impl AuthFailure {
             json!({"code": self.status.as_u16(), "error_code": self.code, "msg": self.message})
         };
         let mut response = json(self.status, &body);
-        response.headers_mut().insert("x-sb-error-code", self.code.parse().unwrap());
+        response
+            .headers_mut()
+            .insert("x-sb-error-code", self.code.parse().unwrap());
         response
     }
 }
@@ -363,7 +485,13 @@ enum Lookup<'a> {
 async fn find_user(config: &AuthConfig, lookup: Lookup<'_>) -> Result<Option<User>, AuthFailure> {
     let (db, connection) = tokio_postgres::connect(&config.db_url, tokio_postgres::NoTls)
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected_failure", &e.to_string()))?;
+        .map_err(|e| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unexpected_failure",
+                &e.to_string(),
+            )
+        })?;
     tokio::spawn(connection);
     const COLUMNS: &str = "id, email, raw_app_meta_data, raw_user_meta_data FROM auth.users";
     let row = match lookup {

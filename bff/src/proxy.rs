@@ -1,0 +1,444 @@
+//! Forwarding a request to an upstream HTTP service (PostgREST, Supabase Auth) and its answer
+//! back, streamed both ways.
+//!
+//! What changes on the way: hop-by-hop headers are dropped (RFC 9110 §7.6.1), the browser's
+//! `Cookie` and `X-CSRF` never go upstream, forwarding headers a client sent are dropped and
+//! `X-Forwarded-For` is set from the peer, and the credentials are set by the route
+//! ([`Credentials`]). Everything else passes untouched.
+
+use crate::app::App;
+use crate::body::{Body, BoxError};
+use crate::body_limit::{self, SharedBody};
+use crate::error::ApiError;
+use futures_util::StreamExt;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::Frame;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The peer address of the connection, put in request extensions by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// One pooled HTTP/1.1 client, shared by every upstream.
+pub type HttpClient = Client<HttpConnector, Body>;
+
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// An upstream service at a base URL.
+pub struct Upstream {
+    pub client: HttpClient,
+    /// The base URL without a trailing slash.
+    pub base: String,
+    /// Its name in answers ("PostgREST is unreachable").
+    pub name: &'static str,
+    /// Its label in metrics.
+    pub metric: &'static str,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+}
+
+/// What the upstream gets as credentials.
+pub enum Credentials {
+    /// `Authorization: Bearer <verified token>`; `apikey` is dropped (PostgREST does not read it).
+    Bearer(HeaderValue),
+    /// `apikey` and `Authorization` as the client sent them (Supabase Auth checks them itself).
+    AsSent,
+}
+
+impl Upstream {
+    pub fn new(
+        client: HttpClient,
+        base: &url::Url,
+        name: &'static str,
+        metric: &'static str,
+        timeout: Duration,
+        max_body_bytes: u64,
+    ) -> Upstream {
+        Upstream {
+            client,
+            base: base.as_str().trim_end_matches('/').to_owned(),
+            name,
+            metric,
+            timeout,
+            max_body_bytes,
+        }
+    }
+
+    fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
+        let path = if path.is_empty() { "/" } else { path };
+        let uri = match query {
+            Some(q) => format!("{}{path}?{q}", self.base),
+            None => format!("{}{path}", self.base),
+        };
+        uri.parse().map_err(|e| ApiError::UpstreamFailed {
+            upstream: self.name,
+            details: format!("bad URI: {e}"),
+        })
+    }
+
+    /// Sends `request` to `path` under the base and answers with the upstream's response.
+    pub async fn forward(
+        &self,
+        app: &App,
+        request: Request<Incoming>,
+        path: &str,
+        credentials: Credentials,
+    ) -> Result<Response<Body>, ApiError> {
+        if declared_length(request.headers()).is_some_and(|len| len > self.max_body_bytes) {
+            // Answer at once; the body is read and thrown away behind the answer (within caps),
+            // so a client still sending can read it before the connection closes.
+            tokio::spawn(body_limit::drain_unshared(request.into_body()));
+            return Err(ApiError::BodyTooLarge {
+                limit: self.max_body_bytes,
+            });
+        }
+        let (parts, body) = request.into_parts();
+        let uri = self.uri(path, parts.uri.query())?;
+        let mut headers = parts.headers;
+        strip_request_headers(&mut headers);
+        if let Credentials::Bearer(authorization) = credentials {
+            headers.remove("apikey");
+            headers.insert(header::AUTHORIZATION, authorization);
+        }
+        if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
+            if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
+                headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+            }
+        }
+        // A chunked body that runs past the limit fails while streaming; see `classify`.
+        let shared = SharedBody::new(body);
+        let limited: Body = shared.limited(self.max_body_bytes).boxed();
+
+        let mut upstream_request = Request::new(limited);
+        *upstream_request.method_mut() = parts.method;
+        *upstream_request.uri_mut() = uri;
+        *upstream_request.headers_mut() = headers;
+
+        let response =
+            match tokio::time::timeout(self.timeout, self.client.request(upstream_request)).await {
+                Err(_) => {
+                    app.metrics.upstream_error(self.metric, "timeout");
+                    return Err(ApiError::UpstreamTimeout {
+                        upstream: self.name,
+                        seconds: self.timeout.as_secs_f64(),
+                    });
+                }
+                Ok(Err(error)) => {
+                    let error = classify(app, self, error);
+                    if matches!(error, ApiError::BodyTooLarge { .. }) {
+                        body_limit::drain(shared).await;
+                    }
+                    return Err(error);
+                }
+                Ok(Ok(response)) => response,
+            };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let body = coalesce_small_body(body, self.timeout)
+            .await
+            .map_err(|e| body_failed(app, self, e))?;
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Up to this much of a response is gathered before the first byte goes out.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// PostgREST answers in chunked encoding even for a few bytes, so passing frames through one by
+/// one costs a write to the client per frame plus one for the terminator. A response that ends
+/// within [`COALESCE_LIMIT`] is gathered and sent as one body with a `Content-Length` (one
+/// write, as nginx's `proxy_buffering` does); a longer one sends what was gathered and streams
+/// the rest, so memory stays bounded by the limit per request.
+///
+/// PostgREST must keep the body coming: a pause longer than `idle` between two pieces ends the
+/// response (the client sees it cut short, as it would from PostgREST itself).
+///
+/// Errors come back while nothing has gone to the client yet, so the caller can still answer
+/// with a status of its own.
+async fn coalesce_small_body(mut body: Incoming, idle: Duration) -> Result<Body, BoxError> {
+    let mut gathered = bytes::BytesMut::new();
+    let mut held_back = None;
+    while gathered.len() <= COALESCE_LIMIT {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Ok(frame) => frame.map(|f| f.map_err(BoxError::from)),
+            Err(_) => Some(Err(BoxError::from(crate::body::Stalled(idle)))),
+        };
+        match frame {
+            None => return Ok(crate::body::full(gathered.freeze())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => gathered.extend_from_slice(&data),
+                // Trailers (PostgREST sends none) end the gathering and pass on as they came.
+                Err(trailers) => {
+                    held_back = Some(Ok(Frame::trailers(
+                        trailers.into_trailers().unwrap_or_default(),
+                    )));
+                    break;
+                }
+            },
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    let head = futures_util::stream::iter(
+        std::iter::once(Ok(Frame::data(gathered.freeze()))).chain(held_back),
+    );
+    let rest = BodyStream::new(crate::body::IdleTimeout::new(
+        body.map_err(BoxError::from),
+        idle,
+    ));
+    Ok(BodyExt::boxed(StreamBody::new(head.chain(rest))))
+}
+
+/// The answer when PostgREST's body failed before anything went to the client.
+fn body_failed(app: &App, upstream: &Upstream, error: BoxError) -> ApiError {
+    if error.is::<crate::body::Stalled>() {
+        app.metrics.upstream_error(upstream.metric, "timeout");
+        return ApiError::UpstreamTimeout {
+            upstream: upstream.name,
+            seconds: upstream.timeout.as_secs_f64(),
+        };
+    }
+    app.metrics.upstream_error(upstream.metric, "other");
+    ApiError::UpstreamFailed {
+        upstream: upstream.name,
+        details: root_cause(&*error),
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn classify(app: &App, upstream: &Upstream, error: hyper_util::client::legacy::Error) -> ApiError {
+    if has_source::<body_limit::TooLarge>(&error) {
+        return ApiError::BodyTooLarge {
+            limit: upstream.max_body_bytes,
+        };
+    }
+    if error.is_connect() {
+        app.metrics.upstream_error(upstream.metric, "connect");
+        return ApiError::UpstreamDown {
+            upstream: upstream.name,
+            details: root_cause(&error),
+        };
+    }
+    app.metrics.upstream_error(upstream.metric, "other");
+    ApiError::UpstreamFailed {
+        upstream: upstream.name,
+        details: root_cause(&error),
+    }
+}
+
+fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<E>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus any the
+/// `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
+}
+
+/// What of the browser's request must not reach PostgREST.
+fn strip_request_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    // The session cookie belongs to the BFF; PostgREST would expose it to SQL as request.cookies.
+    headers.remove(header::COOKIE);
+    headers.remove(crate::auth::CSRF_HEADER);
+    // The client sets Host for the upstream; Expect is answered by our own server.
+    headers.remove(header::HOST);
+    headers.remove(header::EXPECT);
+    // Only the BFF may say who the peer is, and by what name and path it was reached.
+    let forwarding: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_forwarding_header(name.as_str()))
+        .cloned()
+        .collect();
+    for name in forwarding {
+        headers.remove(name);
+    }
+}
+
+/// Headers by which proxies and CDNs tell an upstream about the client (its address, the host,
+/// scheme, port and path prefix it used): a client must not be able to claim any of them.
+fn is_forwarding_header(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || matches!(
+            name,
+            "forwarded"
+                | "x-real-ip"
+                | "true-client-ip"
+                | "x-client-ip"
+                | "x-cluster-client-ip"
+                | "cf-connecting-ip"
+                | "fastly-client-ip"
+                | "x-original-forwarded-for"
+                | "x-original-host"
+                | "x-original-url"
+                | "x-rewrite-url"
+                | "x-host"
+                | "via"
+        )
+}
+
+/// True when a path has a `.` or `..` segment, literally or percent-encoded: `/rest/v1/../x`
+/// must not reach PostgREST (or anything else) as some other path.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn cookies_credentials_and_hop_by_hop_headers_stay_behind() {
+        let mut h = map(&[
+            ("cookie", "dana_session=secret"),
+            ("x-csrf", "1"),
+            ("connection", "keep-alive, x-private-hop"),
+            ("x-private-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("true-client-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("host", "bff.example.com"),
+            ("prefer", "return=representation,count=exact"),
+            ("range", "0-9"),
+            ("range-unit", "items"),
+            ("accept", "application/vnd.pgrst.object+json"),
+            ("accept-profile", "public"),
+            ("content-profile", "public"),
+            ("content-type", "application/json"),
+            ("x-client-info", "supabase-js/2"),
+        ]);
+        strip_request_headers(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "accept",
+                "accept-profile",
+                "content-profile",
+                "content-type",
+                "prefer",
+                "range",
+                "range-unit",
+                "x-client-info"
+            ]
+        );
+    }
+
+    #[test]
+    fn dot_segments_are_found_in_any_spelling() {
+        for path in [
+            "/rest/v1/../x",
+            "/rest/v1/./tasks",
+            "/rest/v1/%2e%2e/x",
+            "/rest/v1/.%2E/x",
+            "/rest/v1/tasks/..",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/rest/v1/tasks",
+            "/rest/v1/rpc/a.b",
+            "/rest/v1/...",
+            "/rest/v1/",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn postgrest_response_headers_pass() {
+        let mut h = map(&[
+            ("content-range", "0-9/42"),
+            ("range-unit", "items"),
+            ("location", "/notes?id=eq.1"),
+            ("preference-applied", "return=representation"),
+            ("content-profile", "public"),
+            ("connection", "close"),
+            ("transfer-encoding", "chunked"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 5);
+        assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none());
+    }
+}
