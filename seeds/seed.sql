@@ -157,3 +157,11 @@ INSERT INTO public.integration_configs (id, user_id, integration_type, config) V
 ON CONFLICT DO NOTHING;
 
 COMMIT;
+
+-- Passwords for signing in through Supabase Auth (the local stack's auth server is the fake in
+-- tests/, which checks them as GoTrue does: bcrypt in encrypted_password). `scripts/dev env`
+-- prints the first two as DEMO_EMAIL/DEMO_PASSWORD and DEMO2_EMAIL/DEMO2_PASSWORD.
+UPDATE auth.users
+   SET encrypted_password = extensions.crypt('demo-password-' || split_part(email, '@', 1), extensions.gen_salt('bf', 6))
+ WHERE encrypted_password IS NULL
+   AND email IN ('alice@demo.dana.dev', 'bob@other.dana.dev', 'admin@demo.dana.dev', 'olga@other.dana.dev', 'ops@dana.dev');

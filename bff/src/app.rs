@@ -6,11 +6,16 @@ use crate::auth::ApiKeys;
 use crate::body::Body;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::integrations::oauth::OAuthInstalls;
+use crate::integrations::slack::{provider_http_client, SlackApi};
+use crate::integrations::Integrations;
 use crate::knowledge::KnowledgeFiles;
 use crate::metrics::Metrics;
 use crate::proxy::{self, Upstream};
 use crate::routes::health::{self, ReadinessCache};
-use crate::routes::{knowledge, metrics as metrics_route, rest, storage_api};
+use crate::routes::{
+    auth_proxy, bff, integrations, knowledge, metrics as metrics_route, rest, slack, storage_api,
+};
 use crate::session::Sessions;
 use crate::settings::BffSettings;
 use dana_supabase::auth::AuthApi;
@@ -32,8 +37,11 @@ pub struct App {
     pub sessions: Option<Sessions>,
     pub metrics: Metrics,
     pub readiness: ReadinessCache,
-    pub db: Db,
     pub knowledge: KnowledgeFiles,
+    pub integrations: Integrations,
+    pub oauth: OAuthInstalls,
+    /// Slack's Web API, called with each user's own stored token.
+    pub slack: SlackApi,
 }
 
 /// What can keep the BFF from starting.
@@ -85,7 +93,14 @@ impl App {
             )),
             None => None,
         };
+        let provider_http = provider_http_client();
+        let integrations = Integrations::new(db.clone());
+        let oauth = OAuthInstalls::new(settings.providers.clone(), provider_http.clone());
+        let slack = SlackApi::new(&settings.slack_api_url, provider_http);
         Ok(Self {
+            integrations,
+            oauth,
+            slack,
             settings,
             verifier,
             api_keys,
@@ -94,7 +109,6 @@ impl App {
             sessions,
             metrics: Metrics::default(),
             readiness: ReadinessCache::default(),
-            db,
             knowledge,
         })
     }
@@ -114,6 +128,14 @@ pub async fn handle(
         ("rest", rest::proxy(&app, request).await)
     } else if path == "/api/knowledge/files" || path.starts_with("/api/knowledge/files/") {
         ("knowledge", knowledge::route(&app, request).await)
+    } else if path == "/auth/v1" || path.starts_with("/auth/v1/") {
+        ("auth", auth_proxy::proxy(&app, request).await)
+    } else if path == "/bff" || path.starts_with("/bff/") {
+        ("bff", bff::route(&app, request).await)
+    } else if path == "/api/integrations" || path.starts_with("/api/integrations/") {
+        ("integrations", integrations::route(&app, request).await)
+    } else if path.starts_with("/api/slack/") {
+        ("slack", slack::route(&app, request).await)
     } else if path.starts_with("/storage/v1/") {
         ("storage", Ok(storage_api::route(&app, request).await))
     } else {

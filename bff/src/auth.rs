@@ -13,7 +13,7 @@
 
 use crate::app::App;
 use crate::error::{ApiError, Problem};
-use crate::session::{self, Session};
+use crate::session;
 use dana_supabase::{Claims, JwtVerifier};
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
@@ -38,8 +38,6 @@ impl ApiKeys {
 pub struct Caller {
     pub token: String,
     pub claims: Claims,
-    /// The sign-in session the caller came with (cookie), if any.
-    pub session: Option<Session>,
 }
 
 /// The header every cookie-authenticated request must carry (`X-CSRF: 1`).
@@ -87,7 +85,6 @@ pub async fn from_session(
     Ok(Caller {
         token: session.access_token.clone(),
         claims,
-        session: Some(session),
     })
 }
 
@@ -146,7 +143,6 @@ pub async fn authenticate(
     Ok(Caller {
         token: token.to_owned(),
         claims,
-        session: None,
     })
 }
 

@@ -91,3 +91,59 @@ where
         self.inner.size_hint()
     }
 }
+
+/// Reads a small JSON request body (`Content-Type: application/json`, at most `limit` bytes)
+/// into `T`. Wrong type, too large, not JSON or a missing or mistyped field each get a 4xx that
+/// names the problem (serde's message names the field).
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    headers: &http::HeaderMap,
+    body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<T, crate::error::ApiError> {
+    use crate::error::{ApiError, Problem};
+    let is_json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Problem::new(
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON (Content-Type: application/json)",
+        )
+        .into());
+    }
+    let too_large = ApiError::BodyTooLarge {
+        limit: limit as u64,
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        tokio::spawn(crate::body_limit::drain_unshared(body));
+        return Err(too_large);
+    }
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::BodyTooLarge {
+                    limit: limit as u64,
+                }
+            } else {
+                Problem::bad_request(format!("the body could not be read: {e}"))
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("invalid body: {e}")))
+}
+
+/// A request's query string as `T`; a missing or mistyped parameter is a 400 naming it.
+pub fn read_query<T: serde::de::DeserializeOwned>(
+    uri: &http::Uri,
+) -> Result<T, crate::error::ApiError> {
+    serde_urlencoded::from_str(uri.query().unwrap_or(""))
+        .map_err(|e| crate::error::Problem::bad_request(format!("invalid query parameters: {e}")))
+}

@@ -7,6 +7,7 @@ mod body_limit;
 mod commands;
 mod db;
 mod error;
+mod flows;
 mod integrations;
 mod knowledge;
 mod metrics;

@@ -46,8 +46,9 @@ pub struct BffSettings {
     /// routes then answer 501 naming it, the rest of the BFF works).
     pub storage: Option<StorageSettings>,
     pub knowledge: KnowledgeSettings,
-    /// `BFF_EGRESS_ALLOW`: private hosts the BFF may still reach for a user's integration.
-    pub egress_allow: dana_egress::HostPolicy,
+    /// `SLACK_API_URL`: Slack's Web API (default `https://slack.com/api`), which the Slack
+    /// routes call with each user's own stored bot token.
+    pub slack_api_url: String,
     /// Sign-in sessions; `None` when `SUPABASE_AUTH_URL` is not set (the `/bff` and `/auth/v1`
     /// routes then answer 501 naming it, the rest of the BFF works).
     pub sessions: Option<SessionSettings>,
@@ -289,8 +290,10 @@ impl BffSettings {
                 })
                 .unwrap_or_else(|| DEFAULT_MIME_TYPES.iter().map(|t| t.to_string()).collect()),
         };
-        let egress_allow =
-            dana_egress::HostPolicy::parse(&env.optional("BFF_EGRESS_ALLOW").unwrap_or_default());
+        let slack_api_url = env
+            .optional_url("SLACK_API_URL")
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| "https://slack.com/api".to_owned());
         let sessions = read_sessions(&mut env);
         let providers = crate::integrations::providers::read(&mut env);
         let settings = supabase.map(|supabase| Self {
@@ -306,7 +309,7 @@ impl BffSettings {
             operator_token,
             storage,
             knowledge,
-            egress_allow,
+            slack_api_url,
             sessions,
             providers,
         });

@@ -15,6 +15,9 @@ POSTGREST_PORT=${DANA_POSTGREST_PORT:-54330}
 POSTGREST_ADMIN_PORT=${DANA_POSTGREST_ADMIN_PORT:-54331}
 # SeaweedFS: S3 and the servers behind it (each also opens its port + 10000 for gRPC).
 S3_PORT=${DANA_S3_PORT:-54333}
+# The fakes of Supabase Auth and Slack (tests/src/fakes), the stack's stand-ins for those services.
+FAKE_AUTH_PORT=${DANA_FAKE_AUTH_PORT:-54324}
+FAKE_SLACK_PORT=${DANA_FAKE_SLACK_PORT:-54325}
 SEAWEED_MASTER_PORT=${DANA_SEAWEED_MASTER_PORT:-54334}
 SEAWEED_VOLUME_PORT=${DANA_SEAWEED_VOLUME_PORT:-54335}
 SEAWEED_FILER_PORT=${DANA_SEAWEED_FILER_PORT:-54336}
@@ -114,6 +117,8 @@ ensure_secrets() {
   fi
   grep -q "^BFF_OPERATOR_TOKEN=" "$SECRETS" || echo "BFF_OPERATOR_TOKEN=$(openssl rand -hex 24)" >>"$SECRETS"
   grep -q "^BFF_DB_PASSWORD=" "$SECRETS" || echo "BFF_DB_PASSWORD=$(openssl rand -hex 24)" >>"$SECRETS"
+  grep -q "^BFF_SESSION_KEY=" "$SECRETS" || echo "BFF_SESSION_KEY=$(openssl rand -base64 32)" >>"$SECRETS"
+  grep -q "^SLACK_CLIENT_SECRET=" "$SECRETS" || echo "SLACK_CLIENT_SECRET=$(openssl rand -hex 16)" >>"$SECRETS"
   grep -q "^S3_PROTOCOL_ACCESS_KEY_ID=" "$SECRETS" || {
     echo "S3_PROTOCOL_ACCESS_KEY_ID=dana$(openssl rand -hex 8)"
     echo "S3_PROTOCOL_ACCESS_KEY_SECRET=$(openssl rand -hex 24)"
@@ -159,9 +164,10 @@ remove_installed_extension() {
 }
 
 BFF_BIN=$ROOT/target/release/dana-bff
+FAKES_BIN=$ROOT/target/release/dana-fakes
 build_bff() {
-  log "building dana-bff"
-  (cd "$ROOT" && cargo build --release -p dana-bff)
+  log "building dana-bff and the fakes (dana-fakes)"
+  (cd "$ROOT" && cargo build --release -p dana-bff -p dana-e2e --bin dana-bff --bin dana-fakes)
 }
 
 pg_ctl_as_postgres() {
@@ -402,8 +408,50 @@ API_EXTERNAL_URL=$API_EXTERNAL_URL
 BFF_LISTEN=127.0.0.1:$API_PORT
 BFF_CORS_ORIGINS=http://localhost:3000,http://127.0.0.1:3000,http://localhost:5173
 BFF_OPERATOR_TOKEN=$BFF_OPERATOR_TOKEN
+SUPABASE_AUTH_URL=http://127.0.0.1:$FAKE_AUTH_PORT
+BFF_SESSION_KEY=$BFF_SESSION_KEY
+SLACK_CLIENT_ID=$SLACK_CLIENT_ID
+SLACK_CLIENT_SECRET=$SLACK_CLIENT_SECRET
+SLACK_AUTHORIZE_URL=http://127.0.0.1:$FAKE_SLACK_PORT/oauth/v2/authorize
+SLACK_TOKEN_URL=http://127.0.0.1:$FAKE_SLACK_PORT/api/oauth.v2.access
+SLACK_API_URL=http://127.0.0.1:$FAKE_SLACK_PORT/api
 $(storage_env)
 EOF
+}
+
+SLACK_CLIENT_ID=1000000001.2000000002
+# The fakes' settings: which redirects they accept are the BFF's callbacks at its public URL.
+fakes_env() {
+  cat <<EOF
+JWT_SECRET=$JWT_SECRET
+DB_URL=$(db_url)
+FAKE_AUTH_LISTEN=127.0.0.1:$FAKE_AUTH_PORT
+FAKE_AUTH_ISSUER=$API_EXTERNAL_URL
+FAKE_AUTH_REDIRECT_ALLOW=$API_EXTERNAL_URL/bff/callback,http://localhost:3000
+FAKE_SLACK_LISTEN=127.0.0.1:$FAKE_SLACK_PORT
+SLACK_CLIENT_ID=$SLACK_CLIENT_ID
+SLACK_CLIENT_SECRET=$SLACK_CLIENT_SECRET
+FAKE_SLACK_REDIRECT_URIS=$API_EXTERNAL_URL/api/integrations/slack/oauth/callback
+EOF
+}
+
+# Starts the fakes of Supabase Auth and Slack; restarted when their binary or settings changed.
+ensure_fakes() {
+  local stamp_file=$RUN/fakes.stamp stamp
+  stamp=$( { sha256sum "$FAKES_BIN"; fakes_env; } | sha256sum | cut -c1-16)
+  if daemon_running fake-auth && daemon_running fake-slack && [[ -f $stamp_file && "$(cat "$stamp_file")" == "$stamp" ]]; then
+    return 0
+  fi
+  stop_daemon fake-auth
+  stop_daemon fake-slack
+  log "starting the fakes of Supabase Auth (port $FAKE_AUTH_PORT) and Slack (port $FAKE_SLACK_PORT)"
+  # shellcheck disable=SC2046
+  start_daemon fake-auth env $(fakes_env | xargs) "$FAKES_BIN" auth
+  # shellcheck disable=SC2046
+  start_daemon fake-slack env $(fakes_env | xargs) "$FAKES_BIN" slack
+  echo "$stamp" >"$stamp_file"
+  wait_daemon_http fake-auth "http://127.0.0.1:$FAKE_AUTH_PORT/health"
+  wait_daemon_answers fake-slack "http://127.0.0.1:$FAKE_SLACK_PORT/api/auth.test"
 }
 
 # The BFF is restarted when its binary or its settings changed since it started.
@@ -435,6 +483,7 @@ stack_up() {
   step seaweedfs-install ensure_seaweedfs
   step s3 ensure_s3
   step demo-tokens demo_keys
+  step fakes ensure_fakes
   step bff ensure_bff
 }
 
@@ -453,6 +502,12 @@ DEMO_BOB_JWT=$BOB_JWT
 DEMO_ADMIN_JWT=$ADMIN_JWT
 DEMO_OLGA_JWT=$OLGA_JWT
 DEMO_OPS_JWT=$OPS_JWT
+DEMO_EMAIL=alice@demo.dana.dev
+DEMO_PASSWORD=demo-password-alice
+DEMO2_EMAIL=bob@other.dana.dev
+DEMO2_PASSWORD=demo-password-bob
+FAKE_AUTH_URL=http://127.0.0.1:$FAKE_AUTH_PORT
+FAKE_SLACK_URL=http://127.0.0.1:$FAKE_SLACK_PORT
 EOF
 }
 
@@ -470,7 +525,10 @@ stack_summary() {
 service_role key: $SERVICE_ROLE_KEY
   operator token: $BFF_OPERATOR_TOKEN   (/metrics, and the reasons in /readyz)
 
-  Demo users (password-less; use these JWTs as Bearer tokens):
+  Supabase Auth: http://127.0.0.1:$FAKE_AUTH_PORT   (the fake from tests/, not GoTrue)
+           Slack: http://127.0.0.1:$FAKE_SLACK_PORT   (the fake from tests/)
+
+  Demo users (password demo-password-<name>, e.g. demo-password-alice; or these JWTs as Bearer tokens):
     alice@demo.dana.dev  (tenant Dana Demo, member)   $ALICE_JWT
     bob@other.dana.dev   (tenant Other Co, member)    $BOB_JWT
     admin@demo.dana.dev  (Dana Demo, tenant admin)    $ADMIN_JWT
@@ -491,7 +549,7 @@ stack_down() {
 stop_cluster() { # [state folder]
   local state=${1:-$STATE}
   local name
-  for name in bff postgrest seaweedfs; do stop_daemon "$name" "$state/run"; done
+  for name in bff fake-auth fake-slack postgrest seaweedfs; do stop_daemon "$name" "$state/run"; done
   if [[ -s "$state/pgdata/PG_VERSION" ]] && pg_ctl_as_postgres "-D '$state/pgdata' status" >/dev/null 2>&1; then
     log "stopping PostgreSQL"
     pg_ctl_as_postgres "-D '$state/pgdata' -w stop -m fast"

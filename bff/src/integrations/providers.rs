@@ -5,19 +5,9 @@
 //!
 //! Settings per provider, `{ENV}` being its `env` below: `{ENV}_CLIENT_ID` and
 //! `{ENV}_CLIENT_SECRET` (the provider is off without them), and optional overrides
-//! `{ENV}_AUTHORIZE_URL`, `{ENV}_TOKEN_URL`, `{ENV}_API_URL`, `{ENV}_SCOPES` (tests point them at
-//! fakes). `{placeholders}` in URLs are filled from the install's own fields (a Zendesk subdomain).
+//! `{ENV}_AUTHORIZE_URL`, `{ENV}_TOKEN_URL`, `{ENV}_SCOPES` (tests point them at fakes). `{placeholders}` in URLs are filled from the install's own fields (a Zendesk subdomain).
 
 use dana_supabase::EnvReader;
-
-/// How the client proves itself at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// `client_id` and `client_secret` in the form body.
-    Body,
-    /// HTTP Basic.
-    Basic,
-}
 
 /// One provider.
 #[derive(Debug)]
@@ -28,12 +18,7 @@ pub struct Provider {
     pub env: &'static str,
     pub authorize_url: &'static str,
     pub token_url: &'static str,
-    /// Base of its Web API, where it has one Dana calls (Slack).
-    pub api_url: Option<&'static str>,
     pub scopes: &'static str,
-    /// The parameter the authorize URL takes the scopes in.
-    pub scope_param: &'static str,
-    pub client_auth: ClientAuth,
     pub pkce: bool,
     /// (JSON pointer into the token answer, config field). `expires_in` becomes
     /// `token_expires_at` when the field is named so.
@@ -50,10 +35,7 @@ pub const PROVIDERS: &[Provider] = &[
         env: "SLACK",
         authorize_url: "https://slack.com/oauth/v2/authorize",
         token_url: "https://slack.com/api/oauth.v2.access",
-        api_url: Some("https://slack.com/api"),
         scopes: "chat:write,channels:read,channels:history,groups:history",
-        scope_param: "scope",
-        client_auth: ClientAuth::Body,
         pkce: true,
         token_fields: &[
             ("/access_token", "bot_token"),
@@ -73,10 +55,7 @@ pub const PROVIDERS: &[Provider] = &[
         env: "HUBSPOT",
         authorize_url: "https://app.hubspot.com/oauth/authorize",
         token_url: "https://api.hubapi.com/oauth/v1/token",
-        api_url: None,
         scopes: "crm.objects.contacts.read crm.objects.contacts.write",
-        scope_param: "scope",
-        client_auth: ClientAuth::Body,
         pkce: false,
         token_fields: &[
             ("/access_token", "access_token"),
@@ -91,10 +70,7 @@ pub const PROVIDERS: &[Provider] = &[
         env: "SALESFORCE",
         authorize_url: "https://login.salesforce.com/services/oauth2/authorize",
         token_url: "https://login.salesforce.com/services/oauth2/token",
-        api_url: None,
         scopes: "api refresh_token",
-        scope_param: "scope",
-        client_auth: ClientAuth::Body,
         pkce: true,
         token_fields: &[
             ("/access_token", "access_token"),
@@ -109,10 +85,7 @@ pub const PROVIDERS: &[Provider] = &[
         env: "ZENDESK",
         authorize_url: "https://{subdomain}.zendesk.com/oauth/authorizations/new",
         token_url: "https://{subdomain}.zendesk.com/oauth/tokens",
-        api_url: None,
         scopes: "read write",
-        scope_param: "scope",
-        client_auth: ClientAuth::Body,
         pkce: true,
         token_fields: &[("/access_token", "access_token")],
         install_fields: &["subdomain"],
@@ -123,10 +96,7 @@ pub const PROVIDERS: &[Provider] = &[
         env: "GOOGLE",
         authorize_url: "https://accounts.google.com/o/oauth2/v2/auth",
         token_url: "https://oauth2.googleapis.com/token",
-        api_url: None,
         scopes: "https://www.googleapis.com/auth/analytics.readonly",
-        scope_param: "scope",
-        client_auth: ClientAuth::Body,
         pkce: true,
         token_fields: &[
             ("/access_token", "access_token"),
@@ -153,7 +123,6 @@ pub struct ConfiguredProvider {
     pub client_secret: String,
     pub authorize_url: String,
     pub token_url: String,
-    pub api_url: Option<String>,
     pub scopes: String,
 }
 
@@ -165,7 +134,6 @@ impl std::fmt::Debug for ConfiguredProvider {
             .field("client_secret", &"<redacted>")
             .field("authorize_url", &self.authorize_url)
             .field("token_url", &self.token_url)
-            .field("api_url", &self.api_url)
             .field("scopes", &self.scopes)
             .finish()
     }
@@ -236,7 +204,6 @@ pub fn read(env: &mut EnvReader<'_>) -> Vec<ConfiguredProvider> {
         };
         let authorize_url = url("AUTHORIZE_URL", Some(provider.authorize_url));
         let token_url = url("TOKEN_URL", Some(provider.token_url));
-        let api_url = url("API_URL", provider.api_url);
         let scopes = env
             .optional(&format!("{}_SCOPES", provider.env))
             .unwrap_or_else(|| provider.scopes.to_owned());
@@ -247,7 +214,6 @@ pub fn read(env: &mut EnvReader<'_>) -> Vec<ConfiguredProvider> {
                 client_secret,
                 authorize_url,
                 token_url,
-                api_url,
                 scopes,
             });
         }
