@@ -86,9 +86,10 @@ impl std::fmt::Debug for SessionSettings {
 pub fn read_sessions(env: &mut EnvReader<'_>) -> Option<SessionSettings> {
     let auth_url = env.optional_url("SUPABASE_AUTH_URL");
     let key = env.optional("BFF_SESSION_KEY");
-    let lifetime = env.seconds(
+    let lifetime = env.seconds_up_to(
         "BFF_SESSION_LIFETIME_SECS",
         Duration::from_secs(7 * 24 * 3600),
+        90 * 24 * 3600,
     );
     let refresh_margin = env.seconds("BFF_REFRESH_MARGIN_SECS", Duration::from_secs(60));
     if lifetime < Duration::from_secs(300) {

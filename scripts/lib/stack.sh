@@ -586,7 +586,7 @@ stack_test() {
   local cold=0
   if [[ ${1:-} == --cold ]]; then cold=1; fi
   if ((cold)); then step clean stack_clean; fi
-  step packages ensure_apt_packages shellcheck
+  step packages ensure_apt_packages shellcheck chromium
   step state-folder init_paths
   step cargo-pgrx ensure_pgrx
   local pgrx_data=$STATE/pgrx-test

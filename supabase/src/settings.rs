@@ -112,10 +112,15 @@ impl<'a> EnvReader<'a> {
     }
 
     pub fn seconds(&mut self, name: &str, default: Duration) -> Duration {
+        self.seconds_up_to(name, default, 86_400)
+    }
+
+    /// Like [`EnvReader::seconds`], with another upper bound (lifetimes counted in days).
+    pub fn seconds_up_to(&mut self, name: &str, default: Duration, max: u64) -> Duration {
         let secs = self.parsed(name, default.as_secs_f64(), "a number of seconds");
-        if !(0.0..=86_400.0).contains(&secs) {
+        if !(0.0..=max as f64).contains(&secs) {
             self.problems
-                .push(format!("{name}={secs} must be between 0 and 86400 seconds"));
+                .push(format!("{name}={secs} must be between 0 and {max} seconds"));
             return default;
         }
         Duration::from_secs_f64(secs)

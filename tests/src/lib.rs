@@ -3,6 +3,7 @@
 //! `set -a; eval "$(scripts/dev env)"`) set them, otherwise the harness runs `scripts/dev up`
 //! once itself — so a bare `cargo test` works too.
 
+pub mod browser_session;
 pub mod fakes;
 pub mod processes;
 pub mod storage;

@@ -41,7 +41,12 @@ impl BffProcess {
     /// Starts a BFF with the stack's settings overridden by `overrides` (a value of `None` unsets
     /// the variable) on a free port, and waits until `/healthz` answers.
     pub fn start(overrides: &[(&str, Option<&str>)]) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), overrides)
+    }
+
+    /// Like [`BffProcess::start`], on a port chosen beforehand (for settings that name the
+    /// BFF's own address, such as `API_EXTERNAL_URL`).
+    pub fn start_on(port: u16, overrides: &[(&str, Option<&str>)]) -> Self {
         let mut command = Command::new(bff_binary());
         // The stack's settings, whether they came from the environment or from `scripts/dev env`.
         command.envs(crate::stack_env());

@@ -123,7 +123,15 @@ impl FakeAuth {
             ("POST", "/logout") => self.logout(config, &request),
             _ => Err(error(StatusCode::NOT_FOUND, "not_found", "not found")),
         };
-        result.unwrap_or_else(|e| e.render(new_errors))
+        let mut response = result.unwrap_or_else(|e| e.render(new_errors));
+        // GoTrue names the API version it answered in (clients read error codes by it).
+        if new_errors {
+            response.headers_mut().insert(
+                "x-supabase-api-version",
+                http::HeaderValue::from_static("2024-01-01"),
+            );
+        }
+        response
     }
 
     async fn token(
