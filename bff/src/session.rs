@@ -231,7 +231,7 @@ impl Sessions {
         )
     }
 
-    fn from_row(&self, row: &tokio_postgres::Row) -> Result<Session, SessionError> {
+    fn session_of_row(&self, row: &tokio_postgres::Row) -> Result<Session, SessionError> {
         let id: Vec<u8> = row.get(0);
         let id_hash: [u8; 32] = id.try_into().map_err(|_| SessionError::Sealed)?;
         let sealed: Vec<u8> = row.get(2);
@@ -259,7 +259,7 @@ impl Sessions {
             .query_opt(Self::SELECT, &[&hash(cookie).as_slice()])
             .await
             .map_err(DbError::from)?;
-        row.map(|r| self.from_row(&r)).transpose()
+        row.map(|r| self.session_of_row(&r)).transpose()
     }
 
     /// The session of a cookie value with an access token good for at least the refresh margin,
@@ -286,7 +286,7 @@ impl Sessions {
             .await
             .map_err(DbError::from)?
             .ok_or(SessionError::Ended)?;
-        let session = self.from_row(&row)?;
+        let session = self.session_of_row(&row)?;
         // Someone else refreshed while this one waited for the lock.
         if session.access_expires_at - now() > self.refresh_margin.as_secs() as i64 {
             return Ok(session);

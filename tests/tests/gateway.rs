@@ -665,7 +665,7 @@ async fn a_flood_of_readiness_probes_uses_one_database_connection_at_a_time() {
     while !probes.is_finished() {
         let open: i64 = db
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'dana_bff'",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dana-bff readiness'",
                 &[],
             )
             .await

@@ -116,14 +116,25 @@ pub async fn readyz(app: &App, headers: &HeaderMap) -> Response<Body> {
     json_response(status, &body)
 }
 
+/// `application_name` of the readiness probe's connections.
+const READINESS_APPLICATION_NAME: &str = "dana-bff readiness";
+
 /// A fresh connection and `SELECT 1`: the probe proves the database accepts connections now,
 /// which a pooled connection would not. At most one runs at a time (see [`ReadinessCache`]).
 async fn postgresql_ready(app: &App) -> Result<(), String> {
     let check = async {
-        let (client, connection) =
-            tokio_postgres::connect(&app.settings.supabase.db_url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| format!("PostgreSQL is unreachable: {e}"))?;
+        let mut config: tokio_postgres::Config = app
+            .settings
+            .supabase
+            .db_url
+            .parse()
+            .map_err(|e| format!("PostgreSQL: {e}"))?;
+        // Named, so the probe's connection can be told from the pool's in pg_stat_activity.
+        config.application_name(READINESS_APPLICATION_NAME);
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("PostgreSQL is unreachable: {e}"))?;
         let connection = tokio::spawn(connection);
         let result = client
             .simple_query("SELECT 1")

@@ -330,7 +330,9 @@ async fn oauth_callback(
     )
     .await?;
     if flow.provider != kind {
-        return Err(Problem::bad_request("the state belongs to another provider's install").into());
+        return Err(Problem::bad_request(
+            "the state belongs to another provider's install",
+        ));
     }
     if let Some(error) = answer.error {
         return Err(Problem::new(
