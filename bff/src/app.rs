@@ -115,6 +115,10 @@ impl App {
 }
 
 /// Routes one request. Never fails: every error becomes a JSON response.
+///
+/// Each route's future is boxed: unboxed, this future would be as large as the largest route's
+/// (an upload's state runs to kilobytes), and every layer of the server moves it by value, which
+/// callgrind showed as a quarter of the instructions of a proxied request (BENCHMARKS.md).
 pub async fn handle(
     app: Arc<App>,
     request: Request<Incoming>,
@@ -125,23 +129,32 @@ pub async fn handle(
     let (route, result) = if let Err(refused) = check_head(&app, &request) {
         ("refused", Err(refused))
     } else if path == "/rest/v1" || path.starts_with("/rest/v1/") {
-        ("rest", rest::proxy(&app, request).await)
+        ("rest", Box::pin(rest::proxy(&app, request)).await)
     } else if path == "/api/knowledge/files" || path.starts_with("/api/knowledge/files/") {
-        ("knowledge", knowledge::route(&app, request).await)
+        ("knowledge", Box::pin(knowledge::route(&app, request)).await)
     } else if path == "/auth/v1" || path.starts_with("/auth/v1/") {
-        ("auth", auth_proxy::proxy(&app, request).await)
+        ("auth", Box::pin(auth_proxy::proxy(&app, request)).await)
     } else if path == "/bff" || path.starts_with("/bff/") {
-        ("bff", bff::route(&app, request).await)
+        ("bff", Box::pin(bff::route(&app, request)).await)
     } else if path == "/api/integrations" || path.starts_with("/api/integrations/") {
-        ("integrations", integrations::route(&app, request).await)
+        (
+            "integrations",
+            Box::pin(integrations::route(&app, request)).await,
+        )
     } else if path.starts_with("/api/slack/") {
-        ("slack", slack::route(&app, request).await)
+        ("slack", Box::pin(slack::route(&app, request)).await)
     } else if path.starts_with("/storage/v1/") {
-        ("storage", Ok(storage_api::route(&app, request).await))
+        (
+            "storage",
+            Ok(Box::pin(storage_api::route(&app, request)).await),
+        )
     } else {
         match path {
             "/healthz" => ("healthz", Ok(health::healthz())),
-            "/readyz" => ("readyz", Ok(health::readyz(&app, request.headers()).await)),
+            "/readyz" => (
+                "readyz",
+                Ok(Box::pin(health::readyz(&app, request.headers())).await),
+            ),
             "/metrics" => ("metrics", metrics_route::render(&app, request.headers())),
             other => ("not_found", Err(ApiError::NotFound(other.to_owned()))),
         }

@@ -6,6 +6,7 @@
 //! header names (never the other way round, so a public key can never serve as an HMAC secret).
 
 use crate::settings::{JwksSource, JwtSettings};
+use crate::token_cache::{TokenCache, TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_AGE};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,8 @@ pub struct JwtVerifier {
     http: reqwest::Client,
     audience: Option<String>,
     leeway: Duration,
+    /// Tokens verified already (see `token_cache`).
+    verified: Arc<TokenCache>,
 }
 
 const ASYMMETRIC: &[Algorithm] = &[
@@ -170,6 +173,7 @@ impl JwtVerifier {
             http,
             audience: settings.audience.clone(),
             leeway: settings.leeway,
+            verified: Arc::new(TokenCache::new(TOKEN_CACHE_CAPACITY, TOKEN_CACHE_MAX_AGE)),
         })
     }
 
@@ -197,29 +201,67 @@ impl JwtVerifier {
     }
 
     async fn verify_with(&self, token: &str, audience: Audience) -> Result<Claims, JwtError> {
+        let audience_required = audience == Audience::Required;
+        if let Some((claims, key_set)) = self.verified.get(token, audience_required) {
+            if self.key_set_current(key_set).await {
+                return Ok(claims);
+            }
+        }
+        let (claims, trust) = self.verify_uncached(token, audience).await?;
+        let key_set = match trust {
+            Trust::Secret => None,
+            Trust::Jwks(fetched_at) => Some(fetched_at),
+            Trust::StaleJwks => return Ok(claims),
+        };
+        self.verified
+            .insert(token, audience_required, &claims, self.leeway, key_set);
+        Ok(claims)
+    }
+
+    /// True while the JWKS keys a cached token was verified with (fetched at `key_set`) are the
+    /// ones held and within their max age; always true for the HS256 secret (`None`).
+    async fn key_set_current(&self, key_set: Option<Instant>) -> bool {
+        let Some(fetched_at) = key_set else {
+            return true;
+        };
+        let cache = self.cache.read().await;
+        cache.fetched_at == Some(fetched_at) && cache.age().is_some_and(|age| age < cache.max_age)
+    }
+
+    /// Tokens verified so far and still kept (for tests of the cache's bounds).
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.len()
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        audience: Audience,
+    ) -> Result<(Claims, Trust), JwtError> {
         let parts = token.split('.').count();
         if parts != 3 {
             return Err(JwtError::Malformed(parts));
         }
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| JwtError::Invalid(e.to_string()))?;
-        let key = self.key_for(header.alg, header.kid.as_deref()).await?;
+        let (key, trust) = self.key_for(header.alg, header.kid.as_deref()).await?;
         let claims = self.decode(token, header.alg, &key, audience)?;
         if claims.role.is_empty() {
             return Err(JwtError::MissingRole);
         }
-        Ok(claims)
+        Ok((claims, trust))
     }
 
     async fn key_for(
         &self,
         alg: Algorithm,
         kid: Option<&str>,
-    ) -> Result<Arc<DecodingKey>, JwtError> {
+    ) -> Result<(Arc<DecodingKey>, Trust), JwtError> {
         if alg == Algorithm::HS256 {
             return self
                 .secret
                 .clone()
+                .map(|key| (key, Trust::Secret))
                 .ok_or_else(|| JwtError::AlgorithmNotAccepted("HS256".into()));
         }
         if !ASYMMETRIC.contains(&alg) || self.jwks.is_none() {
@@ -227,9 +269,12 @@ impl JwtVerifier {
         }
         {
             let cache = self.cache.read().await;
-            if cache.age().is_some_and(|age| age < cache.max_age) {
+            if let (Some(fetched_at), true) = (
+                cache.fetched_at,
+                cache.age().is_some_and(|age| age < cache.max_age),
+            ) {
                 if let Some(key) = cached_key(&cache, alg, kid)? {
-                    return Ok(key);
+                    return Ok((key, Trust::Jwks(fetched_at)));
                 }
             }
         }
@@ -240,12 +285,17 @@ impl JwtVerifier {
         let usable = cache
             .age()
             .is_some_and(|age| age < cache.max_age + JWKS_STALE_GRACE);
+        let fresh = cache.age().is_some_and(|age| age < cache.max_age);
         match cached_key(&cache, alg, kid)? {
             Some(key) if usable => {
                 if let Err(e) = &refetched {
                     tracing::warn!(error = %e, "JWKS refetch failed; verifying with keys past their max age");
                 }
-                Ok(key)
+                let trust = match (cache.fetched_at, fresh) {
+                    (Some(at), true) => Trust::Jwks(at),
+                    _ => Trust::StaleJwks,
+                };
+                Ok((key, trust))
             }
             Some(_) => Err(refetched.err().unwrap_or_else(|| {
                 JwtError::KeysUnavailable(
@@ -403,6 +453,15 @@ fn cached_key(
         .map_err(|e| JwtError::Invalid(e.to_string()))
 }
 
+/// What a verified token's signature was checked with, which says how long the result may be
+/// kept: the secret does not change while the BFF runs; JWKS keys are trusted while fresh.
+enum Trust {
+    Secret,
+    Jwks(Instant),
+    /// Keys past their max age, used during a JWKS outage: verified, never cached.
+    StaleJwks,
+}
+
 /// Whether a token must carry the configured audience.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Audience {
@@ -487,6 +546,34 @@ mod tests {
         let path = std::env::temp_dir().join(format!("dana-jwks-{}.json", std::process::id()));
         std::fs::write(&path, EC_JWKS).unwrap();
         JwksSource::File(path)
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_refused_at_once_after_its_exp() {
+        let mut no_leeway = settings(None, Some("authenticated"));
+        no_leeway.leeway = Duration::ZERO;
+        let v = JwtVerifier::new(&no_leeway).unwrap();
+        let token = hs256(user(1));
+        assert!(v.verify(&token).await.is_ok());
+        assert_eq!(v.cached_tokens(), 1, "a verified token is kept");
+        assert!(v.verify(&token).await.is_ok(), "served from the cache");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(v.cached_tokens(), 1, "still held");
+        assert_eq!(v.verify(&token).await.unwrap_err(), JwtError::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_project_key_cached_without_audience_does_not_pass_as_a_users_token() {
+        let v = JwtVerifier::new(&settings(None, Some("authenticated"))).unwrap();
+        let key = hs256(json!({"role": "authenticated", "sub": "x", "exp": now() + 3600}));
+        assert!(v.verify_project_key(&key).await.is_ok());
+        assert_eq!(v.verify(&key).await.unwrap_err(), JwtError::WrongAudience);
+        // A token failing verification is never kept.
+        assert_eq!(v.cached_tokens(), 1);
+        let forged = format!("{}x", hs256(user(3600)));
+        assert!(v.verify(&forged).await.is_err());
+        assert!(v.verify(&forged).await.is_err());
+        assert_eq!(v.cached_tokens(), 1);
     }
 
     #[tokio::test]

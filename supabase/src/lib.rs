@@ -10,6 +10,7 @@ pub mod auth;
 pub mod jwt;
 pub mod rest;
 pub mod settings;
+pub mod token_cache;
 
 pub use jwt::{Claims, JwtError, JwtVerifier};
 pub use settings::{EnvReader, SettingsError, SupabaseSettings};
