@@ -203,6 +203,15 @@ impl Sessions {
         };
         let sealed = self.seal_tokens(&session);
         let client = self.db.connection().await?;
+        // Sessions over for a day go on the way, so the table holds live ones and recent history.
+        client
+            .execute(
+                "DELETE FROM dana_bff.sessions
+                  WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(DbError::from)?;
         client
             .execute(
                 "INSERT INTO dana_bff.sessions (id_hash, user_id, sealed_tokens, access_expires_at, expires_at)

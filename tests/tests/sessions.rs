@@ -473,6 +473,52 @@ async fn sessions_are_stored_hashed_and_sealed_where_no_api_role_reads() {
 }
 
 #[tokio::test]
+async fn sessions_over_for_a_day_are_swept_when_new_ones_start() {
+    let stack = Stack::from_env();
+    let db = connect().await;
+    let insert = "INSERT INTO dana_bff.sessions (id_hash, user_id, sealed_tokens, access_expires_at, expires_at, revoked_at)
+                  VALUES (sha256($1::text::bytea), $2::text::uuid, '\\x00', now(), $3::text::timestamptz, $4::text::timestamptz)";
+    let tag = format!("sweep-{}", std::process::id());
+    let cases = [
+        ("expired-long-ago", "2000-01-01T00:00:00Z", None, true),
+        (
+            "revoked-long-ago",
+            "2999-01-01T00:00:00Z",
+            Some("2000-01-01T00:00:00Z"),
+            true,
+        ),
+        (
+            "revoked-just-now",
+            "2999-01-01T00:00:00Z",
+            Some("now"),
+            false,
+        ),
+    ];
+    for (name, expires, revoked, _) in &cases {
+        db.execute(
+            insert,
+            &[&format!("{tag}-{name}"), &demo::BOB, expires, revoked],
+        )
+        .await
+        .unwrap();
+    }
+    let mut browser = Browser::new(&stack.api_url);
+    let (email, password) = alice();
+    browser.login(&email, &password).await;
+    for (name, _, _, swept) in cases {
+        let left: i64 = db
+            .query_one(
+                "SELECT count(*) FROM dana_bff.sessions WHERE id_hash = sha256($1::text::bytea)",
+                &[&format!("{tag}-{name}")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, if swept { 0 } else { 1 }, "{name}");
+    }
+}
+
+#[tokio::test]
 async fn supabase_js_auth_calls_pass_through_with_the_project_key() {
     let stack = Stack::from_env();
     let http = no_redirects();
