@@ -1,5 +1,6 @@
 //! `dana-bff`: Dana's backend-for-frontend, and the commands that look after its database.
 
+mod access_log;
 mod app;
 mod auth;
 mod body;

@@ -342,9 +342,23 @@ fn is_forwarding_header(name: &str) -> bool {
 /// True when a path has a `.` or `..` segment, literally or percent-encoded: `/rest/v1/../x`
 /// must not reach PostgREST (or anything else) as some other path.
 pub fn has_dot_segment(path: &str) -> bool {
+    // A segment that is one or two dots, each written `.` or `%2e`/`%2E`; read in place (every
+    // request's path passes here, so no decoded copy is made).
     path.split('/').any(|segment| {
-        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
+        let mut rest = segment.as_bytes();
+        let mut dots = 0;
+        while let Some(&first) = rest.first() {
+            if first == b'.' {
+                rest = &rest[1..];
+            } else if rest.len() >= 3 && first == b'%' && rest[1] == b'2' && rest[2] | 0x20 == b'e'
+            {
+                rest = &rest[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
     })
 }
 

@@ -16,10 +16,8 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The headers supabase-js and PostgREST clients send, and the ones they need to read back.
 fn cors(app: &App) -> CorsLayer {
@@ -82,16 +80,9 @@ pub async fn serve(
     let grace = app.settings.shutdown_grace;
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<Incoming>| {
-                    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    // The path only: query strings carry filter values, which may be personal data.
-                    tracing::info_span!("request", method = %request.method(), path = request.uri().path(), request_id)
-                })
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .layer(crate::access_log::AccessLogLayer::new(
+            app.settings.log_format,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(cors(&app))
         .service_fn({

@@ -94,12 +94,23 @@ fn write_out(shared: &Shared) -> bool {
     stop
 }
 
+/// The sink of this process's logs, once `init_logs` ran.
+static SINK: std::sync::OnceLock<BatchedStdout> = std::sync::OnceLock::new();
+
+/// Writes a formatted line (ending in a newline) to the log sink; dropped before `init_logs`.
+pub fn write_line(line: &[u8]) {
+    if let Some(sink) = SINK.get() {
+        let _ = sink.clone().write(line);
+    }
+}
+
 pub fn init_logs(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let sink = BatchedStdout::default();
     let shared = sink.0.clone();
+    let _ = SINK.set(sink.clone());
     let writer = std::thread::Builder::new()
         .name("dana-bff-log".into())
         .spawn({

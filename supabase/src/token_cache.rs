@@ -61,8 +61,11 @@ impl TokenCache {
         }
     }
 
+    /// The hash of the token's signature (its last part): unique to the token's content, and a
+    /// few dozen bytes where the whole token is hundreds. Entries compare the whole token.
     fn key(&self, token: &str, audience_required: bool) -> u64 {
-        self.hasher.hash_one((token, audience_required))
+        let signature = token.rsplit('.').next().unwrap_or(token);
+        self.hasher.hash_one((signature, audience_required))
     }
 
     /// The claims of `token` if it verified before and is still within its `exp`, with the key

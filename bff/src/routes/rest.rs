@@ -74,8 +74,17 @@ impl Postgrest {
 pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let caller = auth::identify(app, request.headers()).await?;
     tracing::debug!(role = %caller.claims.role, user = caller.claims.user_id(), "forwarding to PostgREST");
-    let authorization = HeaderValue::from_str(&format!("Bearer {}", caller.token))
-        .map_err(|_| ApiError::NotBearer)?;
+    // The client's own `Authorization` when it is this token (the common case), else a new one.
+    let sent = request.headers().get(http::header::AUTHORIZATION);
+    let authorization = match sent {
+        Some(value)
+            if value.as_bytes().strip_prefix(b"Bearer ") == Some(caller.token.as_bytes()) =>
+        {
+            value.clone()
+        }
+        _ => HeaderValue::from_str(&format!("Bearer {}", caller.token))
+            .map_err(|_| ApiError::NotBearer)?,
+    };
     let path = request
         .uri()
         .path()
