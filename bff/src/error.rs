@@ -136,6 +136,16 @@ impl Problem {
         )
     }
 
+    /// The database could not be reached: 503, the reason logged, not shown.
+    pub fn database_unavailable(why: &str) -> Problem {
+        tracing::warn!(error = why, "database unavailable");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable",
+        )
+        .hint("Retry later.")
+    }
+
     pub fn method_not_allowed(allowed: &str) -> ApiError {
         ApiError::Problem(
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

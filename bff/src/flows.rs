@@ -77,15 +77,7 @@ pub enum FlowError {
 impl From<FlowError> for ApiError {
     fn from(error: FlowError) -> Self {
         match error {
-            FlowError::Db(DbError::Unavailable(why)) => {
-                tracing::warn!(error = why, "database unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable",
-                )
-                .hint("Retry later.")
-                .into()
-            }
+            FlowError::Db(DbError::Unavailable(why)) => Problem::database_unavailable(&why).into(),
             FlowError::Db(e) => ApiError::Internal(e.to_string()),
             refused => Problem::new(StatusCode::BAD_REQUEST, refused.to_string())
                 .hint("Start again from the beginning.")

@@ -68,14 +68,7 @@ impl From<SessionError> for crate::error::ApiError {
                 .details(code)
                 .hint("Retry later.")
             }
-            SessionError::Db(DbError::Unavailable(why)) => {
-                tracing::warn!(error = why, "database unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database is unavailable",
-                )
-                .hint("Retry later.")
-            }
+            SessionError::Db(DbError::Unavailable(why)) => Problem::database_unavailable(&why),
             SessionError::Db(e) => return crate::error::ApiError::Internal(e.to_string()),
         };
         problem.into()

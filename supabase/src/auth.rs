@@ -154,19 +154,10 @@ impl AuthApi {
     }
 }
 
-async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, AuthError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, AuthError> {
+    crate::bounded::read_body(response, MAX_ANSWER_BYTES)
         .await
-        .map_err(|e| AuthError::Unavailable(e.to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(AuthError::Unavailable("the answer is too large".into()));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        .map_err(|e| AuthError::Unavailable(e.to_string()))
 }
 
 /// GoTrue's error, in either of its formats (`{code, error_code, msg}` or `{code, message}`).

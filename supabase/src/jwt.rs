@@ -341,7 +341,7 @@ impl JwtVerifier {
             Some(JwksSource::Url(url)) => {
                 let unavailable =
                     |e: &dyn std::fmt::Display| JwtError::KeysUnavailable(format!("{url}: {e}"));
-                let mut response = self
+                let response = self
                     .http
                     .get(url.clone())
                     .send()
@@ -351,15 +351,14 @@ impl JwtVerifier {
                     return Err(unavailable(&format!("HTTP {}", response.status())));
                 }
                 let max_age = max_age_of(response.headers());
-                let mut body = Vec::new();
-                while let Some(chunk) = response.chunk().await.map_err(|e| unavailable(&e))? {
-                    if body.len() + chunk.len() > JWKS_MAX_BYTES {
-                        return Err(unavailable(&format!(
-                            "the JWKS is larger than {JWKS_MAX_BYTES} bytes"
-                        )));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
+                let body = crate::bounded::read_body(response, JWKS_MAX_BYTES)
+                    .await
+                    .map_err(|e| match e {
+                        crate::bounded::BodyError::TooLarge(_) => {
+                            unavailable(&format!("the JWKS is larger than {JWKS_MAX_BYTES} bytes"))
+                        }
+                        other => unavailable(&other),
+                    })?;
                 (body, max_age)
             }
             None => return Ok(0),

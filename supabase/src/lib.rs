@@ -7,6 +7,7 @@
 //! - [`rest`]: a PostgREST client for calls made *as the user* (their token, so RLS applies).
 
 pub mod auth;
+pub mod bounded;
 pub mod jwt;
 pub mod rest;
 pub mod settings;

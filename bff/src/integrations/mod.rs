@@ -88,12 +88,7 @@ impl From<IntegrationError> for ApiError {
                 p.into()
             }
             IntegrationError::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, m).into(),
-            IntegrationError::Unavailable(why) => {
-                tracing::warn!(error = why, "database unavailable");
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable")
-                    .hint("Retry later.")
-                    .into()
-            }
+            IntegrationError::Unavailable(why) => Problem::database_unavailable(&why).into(),
             IntegrationError::Db(m) => ApiError::Internal(m),
         }
     }
@@ -107,7 +102,21 @@ pub struct Secrets {
     pub secrets: Map<String, Value>,
 }
 
+/// A config with its secrets, by user and type: read as [`Secrets::of_row`].
+const SELECT_SECRETS: &str = "SELECT id, status, config, dana.integration_secrets(id)
+                                FROM public.integration_configs
+                               WHERE user_id = $1 AND integration_type = $2";
+
 impl Secrets {
+    fn of_row(row: &tokio_postgres::Row) -> Secrets {
+        Secrets {
+            id: row.get(0),
+            status: row.get(1),
+            config: object(row.get(2)),
+            secrets: object(row.get(3)),
+        }
+    }
+
     /// A field from the secrets or the settings.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.secrets
@@ -198,19 +207,10 @@ impl Integrations {
         let tx = client.transaction().await?;
         act_as(&tx, Acting::Service).await?;
         let row = tx
-            .query_opt(
-                "SELECT id, status, config, dana.integration_secrets(id) FROM public.integration_configs
-                  WHERE user_id = $1 AND integration_type = $2",
-                &[&user_id, &kind],
-            )
+            .query_opt(SELECT_SECRETS, &[&user_id, &kind])
             .await?
             .ok_or_else(|| IntegrationError::NotConnected(kind.to_owned()))?;
-        Ok(Secrets {
-            id: row.get(0),
-            status: row.get(1),
-            config: object(row.get(2)),
-            secrets: object(row.get(3)),
-        })
+        Ok(Secrets::of_row(&row))
     }
 
     /// Records a verification's outcome (`active`, or `error` with the reason); returns the
@@ -229,16 +229,9 @@ impl Integrations {
             &[&id, &outcome.is_ok(), &error],
         )
         .await?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "SELECT {PUBLIC_COLUMNS} FROM public.integration_configs c WHERE c.id = $1"
-                ),
-                &[&id],
-            )
-            .await?;
+        let row = public_row(&tx, id).await?;
         tx.commit().await?;
-        Ok(row.get(0))
+        Ok(row)
     }
 
     /// Stores what an OAuth install obtained: written as the user (so the extension validates and
@@ -266,16 +259,9 @@ impl Integrations {
             &[&id],
         )
         .await?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "SELECT {PUBLIC_COLUMNS} FROM public.integration_configs c WHERE c.id = $1"
-                ),
-                &[&id],
-            )
-            .await?;
+        let row = public_row(&tx, id).await?;
         tx.commit().await?;
-        Ok(row.get(0))
+        Ok(row)
     }
 
     /// Replaces the tokens of a config whose token is due, one refresh at a time per config:
@@ -299,20 +285,11 @@ impl Integrations {
             .await
             .map_err(IntegrationError::from)?;
         let row = tx
-            .query_opt(
-                "SELECT id, status, config, dana.integration_secrets(id) FROM public.integration_configs
-                  WHERE user_id = $1 AND integration_type = $2 FOR UPDATE",
-                &[&user_id, &kind],
-            )
+            .query_opt(&format!("{SELECT_SECRETS} FOR UPDATE"), &[&user_id, &kind])
             .await
             .map_err(IntegrationError::from)?
             .ok_or_else(|| IntegrationError::NotConnected(kind.to_owned()))?;
-        let current = Secrets {
-            id: row.get(0),
-            status: row.get(1),
-            config: object(row.get(2)),
-            secrets: object(row.get(3)),
-        };
+        let current = Secrets::of_row(&row);
         if !due(&current) {
             return Ok(current);
         }
@@ -384,6 +361,20 @@ impl From<RefreshError> for ApiError {
             RefreshError::Unavailable(why) => oauth::ExchangeError::Unavailable(why).into(),
         }
     }
+}
+
+/// A config as the browser sees it.
+async fn public_row(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: Uuid,
+) -> Result<Value, IntegrationError> {
+    let row = tx
+        .query_one(
+            &format!("SELECT {PUBLIC_COLUMNS} FROM public.integration_configs c WHERE c.id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 fn object(value: Value) -> Map<String, Value> {

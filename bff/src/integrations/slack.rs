@@ -148,7 +148,7 @@ impl SlackApi {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, SlackError> {
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|e| SlackError::Unavailable(crate::proxy::root_cause(&e)))?;
@@ -167,17 +167,9 @@ impl SlackApi {
         if status.is_server_error() {
             return Err(SlackError::Unavailable(format!("HTTP {status}")));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = dana_supabase::bounded::read_body(response, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| SlackError::Unavailable(e.to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(SlackError::Unavailable("the answer is too large".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| SlackError::Unavailable(e.to_string()))?;
         let answer: Value = serde_json::from_slice(&body)
             .map_err(|_| SlackError::Unavailable(format!("HTTP {status}, not JSON")))?;
         if answer["ok"] == Value::Bool(true) {

@@ -212,9 +212,7 @@ async fn oauth_start(
     kind: &str,
 ) -> Result<Response<Body>, ApiError> {
     let provider = app.oauth.provider(kind)?;
-    let sessions = app.sessions.as_ref().ok_or_else(|| {
-        Problem::not_configured("Sessions", "SUPABASE_AUTH_URL and BFF_SESSION_KEY")
-    })?;
+    let sessions = sessions_of(app)?;
     let headers = request.headers();
     let cookie = auth::session_cookie(app, headers).ok_or_else(|| {
         ApiError::from(
@@ -278,6 +276,13 @@ async fn oauth_start(
     }
 }
 
+/// Installs are bound to a sign-in session: without sessions configured there are none.
+fn sessions_of(app: &App) -> Result<&crate::session::Sessions, ApiError> {
+    app.sessions
+        .as_ref()
+        .ok_or_else(|| Problem::not_configured("Sessions", "SUPABASE_AUTH_URL and BFF_SESSION_KEY"))
+}
+
 /// A navigation the browser says comes from this site or was typed (Fetch Metadata).
 fn is_own_navigation(headers: &HeaderMap) -> bool {
     matches!(
@@ -302,9 +307,7 @@ async fn oauth_callback(
     kind: &str,
 ) -> Result<Response<Body>, ApiError> {
     let provider = app.oauth.provider(kind)?;
-    let sessions = app.sessions.as_ref().ok_or_else(|| {
-        Problem::not_configured("Sessions", "SUPABASE_AUTH_URL and BFF_SESSION_KEY")
-    })?;
+    let sessions = sessions_of(app)?;
     let answer: ProviderCallback = read_query(request.uri())?;
     let state = answer
         .state
