@@ -65,6 +65,11 @@ count_instructions() { # name, port, path prefix, command...
 }
 
 instructions_bench() {
+  gateway_instructions_bench
+  db_instructions_bench
+}
+
+gateway_instructions_bench() {
   ensure_valgrind
   ensure_bench_tools
   local dir=$STATE/instructions
@@ -122,4 +127,120 @@ TABLE
   callgrind_annotate --inclusive=yes --threshold=99 "$bff_dump" 2>/dev/null |
     awk -v n="$REQUESTS" 'NR <= 200 && /^ *[0-9,]+ \(/ { c = $1; gsub(",", "", c); sub(/^ *[0-9,]+ \([^)]*\) +/, ""); printf "%10.0f  %s\n", c / n, $0 }' |
     awk 'NR <= 50'
+}
+
+# The database figures by instruction count, in a scratch cluster of its own (initdb under
+# $STATE/instructions/pg; the stack's cluster is not touched):
+#   - a BEFORE UPDATE row trigger, in single-user mode: instructions counted inside
+#     ExecBRUpdateTriggersNew (the executor's BEFORE UPDATE dispatch: old tuple, trigger call,
+#     new tuple) over a DB_ROWS-row UPDATE, per row, for dana.touch_updated_at() and moddatetime;
+#   - count(*) under an owner policy with dana.uid() unwrapped vs the same filter without RLS,
+#     on a server (single-user mode skips RLS) under callgrind: each query in a session of its
+#     own (a backend, so a profile, of its own), instructions counted in standard_ExecutorRun.
+DB_ROWS=${DB_ROWS:-20000}
+CALLGRIND_PG_PORT=${DANA_CALLGRIND_PG_PORT:-54344}
+
+fresh_scratch_cluster() {
+  local dir=$STATE/instructions/pg
+  rm -rf "$dir/data"
+  su postgres -s /bin/bash -c "$PG_BIN/initdb -D '$dir/data' -A trust >/dev/null"
+}
+
+fail_on_sql_errors() { # log
+  if grep -q "ERROR:" "$1"; then
+    grep "ERROR:" "$1" >&2
+    die "statements failed (log: $1)"
+  fi
+}
+
+trigger_instructions() { # variant → instructions counted
+  local dir=$STATE/instructions/pg
+  fresh_scratch_cluster
+  su postgres -s /bin/bash -c "cd '$dir' && valgrind --tool=callgrind --collect-atstart=no \
+    --toggle-collect=ExecBRUpdateTriggersNew --callgrind-out-file='$dir/cg.trigger-$1' \
+    $PG_BIN/postgres --single -D '$dir/data' postgres < '$dir/trigger-$1.sql'" >"$dir/trigger-$1.log" 2>&1
+  fail_on_sql_errors "$dir/trigger-$1.log"
+  callgrind_total "$dir/cg.trigger-$1"
+}
+
+# Runs `sql` in a new session of the scratch server; prints its backend's pid.
+scratch_session() { # sql
+  su postgres -s /bin/bash -c "$PG_BIN/psql -X -q -At -v ON_ERROR_STOP=1 -h '$STATE/instructions/pg' -p $CALLGRIND_PG_PORT -d postgres" <<<"$1" | sed -n 1p
+}
+
+db_instructions_bench() {
+  ensure_valgrind
+  local dir=$STATE/instructions/pg
+  mkdir -p "$dir"
+  chown postgres:postgres "$dir"
+  local trigger
+  # Single-user mode: one statement per line.
+  for trigger in dana moddatetime; do
+    local call="dana.touch_updated_at()"
+    [[ $trigger == moddatetime ]] && call="moddatetime(updated_at)"
+    cat >"$dir/trigger-$trigger.sql" <<SQL
+CREATE EXTENSION dana
+CREATE EXTENSION moddatetime
+CREATE TABLE t (id int PRIMARY KEY, body text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())
+INSERT INTO t (id, body) SELECT i, 'note ' || i FROM generate_series(1, $DB_ROWS) i
+CREATE TRIGGER t_touch BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION $call
+UPDATE t SET body = body || '!'
+SQL
+  done
+  chown postgres:postgres "$dir"/*.sql
+  log "counting the database's instructions ($DB_ROWS rows; callgrind, slow)"
+  local dana_trigger moddatetime
+  dana_trigger=$(trigger_instructions dana)
+  moddatetime=$(trigger_instructions moddatetime)
+
+  fresh_scratch_cluster
+  rm -f "$dir"/cg.server.*
+  su postgres -s /bin/bash -c "cd '$dir' && valgrind --tool=callgrind --collect-atstart=no \
+    --toggle-collect=standard_ExecutorRun --callgrind-out-file='$dir/cg.server.%p' \
+    $PG_BIN/postgres -D '$dir/data' -p $CALLGRIND_PG_PORT -c listen_addresses= \
+    -c unix_socket_directories='$dir' -c max_parallel_workers_per_gather=0" >"$dir/server.log" 2>&1 &
+  local server=$!
+  for _ in $(seq 1 300); do
+    su postgres -s /bin/bash -c "$PG_BIN/pg_isready -q -h '$dir' -p $CALLGRIND_PG_PORT" && break
+    sleep 0.2
+  done
+  scratch_session "CREATE EXTENSION dana;
+CREATE ROLE reader;
+CREATE TABLE notes (id int PRIMARY KEY, user_id uuid NOT NULL, body text NOT NULL);
+INSERT INTO notes SELECT i, CASE WHEN i % 2 = 0 THEN 'a11ce000-0000-4000-8000-000000000001'::uuid
+  ELSE 'b0b00000-0000-4000-8000-000000000002'::uuid END, 'note ' || i FROM generate_series(1, $DB_ROWS) i;
+CREATE TABLE notes_rls (LIKE notes INCLUDING ALL);
+INSERT INTO notes_rls SELECT * FROM notes;
+ALTER TABLE notes_rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owner ON notes_rls FOR SELECT USING (user_id = dana.uid());
+GRANT SELECT ON notes, notes_rls TO reader;
+GRANT USAGE ON SCHEMA dana TO reader;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dana TO reader;
+VACUUM ANALYZE;" >/dev/null
+  local as_alice="SET request.jwt.claims = '{\"sub\":\"a11ce000-0000-4000-8000-000000000001\",\"role\":\"authenticated\"}'; SET ROLE reader;"
+  local none_pid dana_pid none_rows dana_rows
+  none_pid=$(scratch_session "SELECT pg_backend_pid(); $as_alice SELECT count(*) FROM notes WHERE user_id = 'a11ce000-0000-4000-8000-000000000001';")
+  dana_pid=$(scratch_session "SELECT pg_backend_pid(); $as_alice SELECT count(*) FROM notes_rls;")
+  none_rows=$(scratch_session "$as_alice SELECT count(*) FROM notes WHERE user_id = 'a11ce000-0000-4000-8000-000000000001';")
+  dana_rows=$(scratch_session "$as_alice SELECT count(*) FROM notes_rls;")
+  [[ $none_rows == "$dana_rows" && $dana_rows -gt 0 && $dana_rows -lt $DB_ROWS ]] ||
+    die "the policy did not filter as the query does ($dana_rows vs $none_rows rows)"
+  # The postmaster (not `su`, which does not pass signals on): a fast shutdown writes the profiles.
+  kill -INT "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  local none dana
+  none=$(callgrind_total "$dir/cg.server.$none_pid")
+  dana=$(callgrind_total "$dir/cg.server.$dana_pid")
+  cat <<TABLE
+
+Database instructions (callgrind, PostgreSQL $PG_VERSION, $DB_ROWS rows; the count(*) rows include
+the session's one \`SELECT pg_backend_pid()\`):
+
+| measure | instructions per row | vs reference |
+|---|---|---|
+| BEFORE UPDATE trigger \`dana.touch_updated_at()\` | $((dana_trigger / DB_ROWS)) | $(awk "BEGIN { printf \"%.2f×\", $dana_trigger / $moddatetime }") of moddatetime |
+| BEFORE UPDATE trigger contrib \`moddatetime\` | $((moddatetime / DB_ROWS)) | 1.00× |
+| count(*) of $none_rows of $DB_ROWS rows, filter in the query, no RLS | $((none / DB_ROWS)) | 1.00× |
+| count(*), policy \`user_id = dana.uid()\` (unwrapped) | $((dana / DB_ROWS)) | $(awk "BEGIN { printf \"%.2f×\", $dana / $none }") of no RLS |
+TABLE
 }
