@@ -136,14 +136,15 @@ impl Problem {
         )
     }
 
-    /// The database could not be reached: 503, the reason logged, not shown.
+    /// A dependency could not be reached: 503 with `message`; the reason is logged, not shown.
+    pub fn unavailable(message: &str, why: &str) -> Problem {
+        tracing::warn!(error = why, "{message}");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, message).hint("Retry later.")
+    }
+
+    /// The database could not be reached.
     pub fn database_unavailable(why: &str) -> Problem {
-        tracing::warn!(error = why, "database unavailable");
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database is unavailable",
-        )
-        .hint("Retry later.")
+        Problem::unavailable("the database is unavailable", why)
     }
 
     pub fn method_not_allowed(allowed: &str) -> ApiError {

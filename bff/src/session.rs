@@ -52,12 +52,7 @@ impl From<SessionError> for crate::error::ApiError {
                 p
             }
             SessionError::Auth(AuthError::Unavailable(why)) => {
-                tracing::warn!(error = why, "Supabase Auth unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Supabase Auth is unavailable",
-                )
-                .hint("Retry later.")
+                Problem::unavailable("Supabase Auth is unavailable", &why)
             }
             SessionError::Auth(AuthError::Refused { code, message, .. }) => {
                 tracing::warn!(code, message, "Supabase Auth refused a refresh");

@@ -71,13 +71,7 @@ impl From<ExchangeError> for ApiError {
             .hint("Start the install again.")
             .into(),
             ExchangeError::Unavailable(why) => {
-                tracing::warn!(error = why, "OAuth provider unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the provider is unreachable; nothing was stored",
-                )
-                .hint("Retry later.")
-                .into()
+                Problem::unavailable("the provider is unreachable; nothing was stored", &why).into()
             }
         }
     }

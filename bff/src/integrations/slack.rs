@@ -43,11 +43,7 @@ impl SlackError {
     /// The answer to the browser.
     pub fn problem(&self) -> Problem {
         match self {
-            SlackError::Unavailable(why) => {
-                tracing::warn!(error = why, "Slack unreachable");
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Slack is unreachable")
-                    .hint("Retry later.")
-            }
+            SlackError::Unavailable(why) => Problem::unavailable("Slack is unreachable", why),
             SlackError::Api { error, retry_after } => {
                 let (status, message, hint) = match error.as_str() {
                     "ratelimited" => (

@@ -335,13 +335,7 @@ fn sign_in_refused(error: AuthError) -> ApiError {
             Problem::new(status, message).details(code).into()
         }
         AuthError::Unavailable(why) => {
-            tracing::warn!(error = why, "Supabase Auth unavailable at sign-in");
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Supabase Auth is unavailable",
-            )
-            .hint("Retry later.")
-            .into()
+            Problem::unavailable("Supabase Auth is unavailable", &why).into()
         }
     }
 }
