@@ -77,15 +77,23 @@ pub async fn from_session(
         .sessions
         .as_ref()
         .expect("session_cookie checked that sessions are on");
-    let session = sessions
-        .current(cookie)
-        .await?
-        .ok_or_else(|| ApiError::from(session::SessionError::Ended))?;
-    let claims = app.verifier.verify(&session.access_token).await?;
+    let (session, claims) = session_and_claims(app, sessions, cookie).await?;
     Ok(Caller {
-        token: session.access_token.clone(),
+        token: session.access_token,
         claims,
     })
+}
+
+/// The live session of a cookie (refreshed if due) and its access token's verified claims.
+/// Callers check the CSRF header first.
+pub async fn session_and_claims(
+    app: &App,
+    sessions: &session::Sessions,
+    cookie: &str,
+) -> Result<(session::Session, Claims), ApiError> {
+    let session = sessions.current(cookie).await?;
+    let claims = app.verifier.verify(&session.access_token).await?;
+    Ok((session, claims))
 }
 
 /// Refuses a cookie-authenticated request without `X-CSRF: 1`.

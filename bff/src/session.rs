@@ -260,16 +260,14 @@ impl Sessions {
     }
 
     /// The session of a cookie value with an access token good for at least the refresh margin,
-    /// refreshed if needed (one refresh per session, whichever instance does it). `None` when
-    /// the cookie names no live session.
-    pub async fn current(&self, cookie: &str) -> Result<Option<Session>, SessionError> {
-        let Some(session) = self.load(cookie).await? else {
-            return Ok(None);
-        };
+    /// refreshed if needed (one refresh per session, whichever instance does it).
+    /// [`SessionError::Ended`] when the cookie names no live session.
+    pub async fn current(&self, cookie: &str) -> Result<Session, SessionError> {
+        let session = self.load(cookie).await?.ok_or(SessionError::Ended)?;
         if session.access_expires_at - now() > self.refresh_margin.as_secs() as i64 {
-            return Ok(Some(session));
+            return Ok(session);
         }
-        self.refresh(cookie).await.map(Some)
+        self.refresh(cookie).await
     }
 
     async fn refresh(&self, cookie: &str) -> Result<Session, SessionError> {

@@ -256,12 +256,7 @@ async fn signed_in(
 ) -> Result<(Session, dana_supabase::Claims), ApiError> {
     require_csrf(headers)?;
     let cookie = session::cookie_value(headers, COOKIE).ok_or(NOT_SIGNED_IN)?;
-    let session = sessions
-        .current(cookie)
-        .await?
-        .ok_or_else(|| ApiError::from(session::SessionError::Ended))?;
-    let claims = app.verifier.verify(&session.access_token).await?;
-    Ok((session, claims))
+    crate::auth::session_and_claims(app, sessions, cookie).await
 }
 
 /// Records a session for what Supabase Auth answered, ending the browser's previous one.

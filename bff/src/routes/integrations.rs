@@ -234,10 +234,7 @@ async fn oauth_start(
         .hint("Fetch this URL with X-CSRF: 1, or navigate to it from a page of this site.")
         .into());
     }
-    let session = sessions
-        .current(cookie)
-        .await?
-        .ok_or_else(|| ApiError::from(crate::session::SessionError::Ended))?;
+    let session = sessions.current(cookie).await?;
     let start: Start = read_query(request.uri())?;
     let return_to = flows::local_return_url(start.return_url.as_deref())?;
     // Only the fields the provider's install takes (a Zendesk subdomain), as plain strings.
@@ -320,10 +317,7 @@ async fn oauth_callback(
             "the install's browser session is gone",
         ))
     })?;
-    let session = sessions
-        .current(cookie)
-        .await?
-        .ok_or_else(|| ApiError::from(crate::session::SessionError::Ended))?;
+    let session = sessions.current(cookie).await?;
     // The state is used up here, whatever comes next: a second try needs a new start.
     let flow = flows::finish(
         sessions,
