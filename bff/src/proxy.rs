@@ -26,6 +26,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
+/// How long an idle upstream connection stays in the pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// One pooled HTTP/1.1 client, shared by every upstream.
 pub type HttpClient = Client<HttpConnector, Body>;
 
@@ -35,7 +38,10 @@ pub fn http_client() -> HttpClient {
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        // Below the upstreams' own keep-alive timeout (PostgREST's server closes a connection
+        // idle for 30 s): a connection the upstream is closing must not be reused, or the request
+        // written on it meets a reset (seen as 502s on POSTs after a pause).
+        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
         .pool_max_idle_per_host(256)
         .build(connector)
 }
@@ -121,33 +127,48 @@ impl Upstream {
                 headers.insert(HeaderName::from_static("x-forwarded-for"), value);
             }
         }
+        // A pooled connection the upstream has just closed fails the request written on it
+        // ("connection reset"). A request without a body that changes nothing is sent once more,
+        // on another connection, as nginx's proxy_next_upstream does; anything else is answered.
+        let retry = is_bodiless_and_safe(&parts.method, &headers)
+            .then(|| (parts.method.clone(), uri.clone(), headers.clone()));
+
         // A chunked body that runs past the limit fails while streaming; see `classify`.
         let shared = SharedBody::new(body);
         let limited: Body = shared.limited(self.max_body_bytes).boxed();
-
         let mut upstream_request = Request::new(limited);
         *upstream_request.method_mut() = parts.method;
         *upstream_request.uri_mut() = uri;
         *upstream_request.headers_mut() = headers;
 
-        let response =
-            match tokio::time::timeout(self.timeout, self.client.request(upstream_request)).await {
-                Err(_) => {
-                    app.metrics.upstream_error(self.metric, "timeout");
-                    return Err(ApiError::UpstreamTimeout {
-                        upstream: self.name,
-                        seconds: self.timeout.as_secs_f64(),
-                    });
+        let mut sent = self.send(upstream_request).await;
+        if let (Ok(Err(error)), Some((method, uri, headers))) = (&sent, retry) {
+            if !error.is_connect() {
+                tracing::debug!(error = %root_cause(error), "retrying a bodiless request on another connection");
+                let mut again = Request::new(crate::body::full(""));
+                *again.method_mut() = method;
+                *again.uri_mut() = uri;
+                *again.headers_mut() = headers;
+                sent = self.send(again).await;
+            }
+        }
+        let response = match sent {
+            Err(_) => {
+                app.metrics.upstream_error(self.metric, "timeout");
+                return Err(ApiError::UpstreamTimeout {
+                    upstream: self.name,
+                    seconds: self.timeout.as_secs_f64(),
+                });
+            }
+            Ok(Err(error)) => {
+                let error = classify(app, self, error);
+                if matches!(error, ApiError::BodyTooLarge { .. }) {
+                    body_limit::drain(shared).await;
                 }
-                Ok(Err(error)) => {
-                    let error = classify(app, self, error);
-                    if matches!(error, ApiError::BodyTooLarge { .. }) {
-                        body_limit::drain(shared).await;
-                    }
-                    return Err(error);
-                }
-                Ok(Ok(response)) => response,
-            };
+                return Err(error);
+            }
+            Ok(Ok(response)) => response,
+        };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let body = coalesce_small_body(body, self.timeout)
@@ -155,6 +176,28 @@ impl Upstream {
             .map_err(|e| body_failed(app, self, e))?;
         Ok(Response::from_parts(parts, body))
     }
+}
+
+impl Upstream {
+    /// One attempt, within the upstream's timeout (`Err` when it ran out).
+    async fn send(
+        &self,
+        request: Request<Body>,
+    ) -> Result<
+        Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+        tokio::time::error::Elapsed,
+    > {
+        tokio::time::timeout(self.timeout, self.client.request(request)).await
+    }
+}
+
+/// GET, HEAD and OPTIONS without a body: safe to send twice.
+fn is_bodiless_and_safe(method: &http::Method, headers: &HeaderMap) -> bool {
+    matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    ) && !headers.contains_key(header::TRANSFER_ENCODING)
+        && declared_length(headers).is_none_or(|len| len == 0)
 }
 
 /// Up to this much of a response is gathered before the first byte goes out.

@@ -1032,3 +1032,95 @@ async fn an_upstream_that_stalls_mid_body_gets_a_504_or_is_cut_off() {
         started.elapsed()
     );
 }
+
+/// An upstream that answers the first request of each connection and resets the connection
+/// (RST) when a second request comes on it: what a pooled keep-alive connection looks like when
+/// the upstream closed it just as the BFF reused it.
+async fn upstream_resetting_reused_connections(
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = answered.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut requests = 0;
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        requests += 1;
+                        if requests > 1 {
+                            // Linger 0 makes the close a reset; it does not block.
+                            #[allow(deprecated)]
+                            let _ = stream.set_linger(Some(Duration::ZERO));
+                            return; // dropped with linger 0: RST
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n[]")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (url, answered)
+}
+
+#[tokio::test]
+async fn a_reused_connection_reset_by_the_upstream_is_retried_for_safe_bodiless_requests_only() {
+    let stack = Stack::from_env();
+    let (upstream, answered) = upstream_resetting_reused_connections().await;
+    let bff = BffProcess::start(&[
+        ("POSTGREST_URL", Some(&upstream)),
+        ("POSTGREST_ADMIN_URL", None),
+    ]);
+    let call = |method: Method| {
+        client()
+            .request(method, format!("{}/rest/v1/tasks", bff.url))
+            .header("apikey", &stack.anon_key)
+            .bearer_auth(&stack.alice_jwt)
+    };
+    // Each second request lands on a pooled connection the upstream then resets.
+    for round in 0..3 {
+        let response = call(Method::GET).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET, round {round}");
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let head = call(Method::HEAD).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    // A request with a body (it may have changed something) is answered, never sent twice.
+    let before = answered.load(std::sync::atomic::Ordering::SeqCst);
+    let post = call(Method::POST)
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let status = post.status();
+    if status == StatusCode::OK {
+        // It went on a fresh connection; the next one reuses it and must not be retried.
+        let again = call(Method::POST)
+            .json(&json!({"title": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::BAD_GATEWAY);
+    } else {
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+    assert!(answered.load(std::sync::atomic::Ordering::SeqCst) <= before + 1);
+}
