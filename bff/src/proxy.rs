@@ -40,7 +40,7 @@ pub fn http_client() -> HttpClient {
         .pool_timer(TokioTimer::new())
         // Below the upstreams' own keep-alive timeout (PostgREST's server closes a connection
         // idle for 30 s): a connection the upstream is closing must not be reused, or the request
-        // written on it meets a reset (seen as 502s on POSTs after a pause).
+        // written on it meets a reset.
         .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
         .pool_max_idle_per_host(256)
         .build(connector)
@@ -121,6 +121,12 @@ impl Upstream {
         if let Credentials::Bearer(authorization) = credentials {
             headers.remove("apikey");
             headers.insert(header::AUTHORIZATION, authorization);
+        }
+        if parts.method == http::Method::HEAD {
+            // PostgREST answers HEAD with neither Content-Length nor chunked encoding and then
+            // closes the connection; hyper would pool it as reusable and the next request on it
+            // would meet a reset. Asking for the close keeps it out of the pool.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
             if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {

@@ -1124,3 +1124,36 @@ async fn a_reused_connection_reset_by_the_upstream_is_retried_for_safe_bodiless_
     }
     assert!(answered.load(std::sync::atomic::Ordering::SeqCst) <= before + 1);
 }
+
+#[tokio::test]
+async fn a_head_request_does_not_leave_a_closing_connection_for_the_next_request() {
+    // PostgREST closes the connection after answering HEAD (no length, no chunking); a write
+    // after it on the same pooled connection used to fail with 502 "connection reset".
+    let stack = Stack::from_env();
+    let bff = BffProcess::start(&[("BFF_WORKER_THREADS", Some("1"))]);
+    let http = client();
+    for round in 0..100 {
+        let head = http
+            .head(format!("{}/rest/v1/user_memory?select=*", bff.url))
+            .header("apikey", &stack.anon_key)
+            .bearer_auth(&stack.alice_jwt)
+            .header("Prefer", "count=exact")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK, "HEAD, round {round}");
+        let post = http
+            .post(format!("{}/rest/v1/rpc/integration_types", bff.url))
+            .header("apikey", &stack.anon_key)
+            .bearer_auth(&stack.alice_jwt)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            post.status(),
+            StatusCode::OK,
+            "POST after HEAD, round {round}"
+        );
+    }
+}
