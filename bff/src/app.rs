@@ -71,11 +71,9 @@ impl App {
             anon: settings.supabase.anon_key.clone(),
             service_role: settings.supabase.service_role_key.clone(),
         };
-        let client = proxy::http_client();
-        let postgrest = rest::Postgrest::new(client.clone(), &settings);
+        let postgrest = rest::Postgrest::new(&settings);
         let auth_upstream = settings.sessions.as_ref().map(|s| {
             Upstream::new(
-                client.clone(),
                 &s.auth_url,
                 "Supabase Auth",
                 "auth",

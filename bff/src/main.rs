@@ -25,6 +25,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// mimalloc in place of glibc's malloc: see the note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "dana-bff", version, about)]
 struct Cli {
@@ -176,8 +180,8 @@ fn serve() -> anyhow::Result<()> {
         }
     };
     let _log_writer = telemetry::init_logs(settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(settings.worker_threads)
+    // Worker 0's runtime; server::serve starts the others (one current-thread runtime each).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
@@ -190,7 +194,7 @@ fn serve() -> anyhow::Result<()> {
         }
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         tracing::info!(%listen, workers, postgrest = %app.settings.supabase.postgrest_url, "dana-bff serving");
-        server::serve(Arc::new(app), listener, server::shutdown_signal()).await?;
+        server::serve(Arc::new(app), listener, workers, server::shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -29,10 +29,22 @@ pub struct PeerAddr(pub SocketAddr);
 /// How long an idle upstream connection stays in the pool.
 const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// One pooled HTTP/1.1 client, shared by every upstream.
+/// A pooled HTTP/1.1 client for the upstreams.
 pub type HttpClient = Client<HttpConnector, Body>;
 
-pub fn http_client() -> HttpClient {
+thread_local! {
+    /// Each worker thread's own pool of upstream connections. A worker runs a current-thread
+    /// runtime (server.rs), and a pooled connection is driven by the runtime that opened it:
+    /// one pool per thread keeps a proxied request and its upstream connection on one thread.
+    static WORKER_CLIENT: HttpClient = http_client();
+}
+
+/// This thread's upstream client (a handle; cloning it clones the pool's `Arc`s).
+pub fn worker_client() -> HttpClient {
+    WORKER_CLIENT.with(HttpClient::clone)
+}
+
+fn http_client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -48,7 +60,6 @@ pub fn http_client() -> HttpClient {
 
 /// An upstream service at a base URL.
 pub struct Upstream {
-    pub client: HttpClient,
     /// The base URL without a trailing slash.
     pub base: String,
     /// Its name in answers ("PostgREST is unreachable").
@@ -69,7 +80,6 @@ pub enum Credentials {
 
 impl Upstream {
     pub fn new(
-        client: HttpClient,
         base: &url::Url,
         name: &'static str,
         metric: &'static str,
@@ -77,7 +87,6 @@ impl Upstream {
         max_body_bytes: u64,
     ) -> Upstream {
         Upstream {
-            client,
             base: base.as_str().trim_end_matches('/').to_owned(),
             name,
             metric,
@@ -193,7 +202,7 @@ impl Upstream {
         Result<Response<Incoming>, hyper_util::client::legacy::Error>,
         tokio::time::error::Elapsed,
     > {
-        tokio::time::timeout(self.timeout, self.client.request(request)).await
+        tokio::time::timeout(self.timeout, worker_client().request(request)).await
     }
 }
 

@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -71,27 +72,76 @@ fn cors(app: &App) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// Serves until `shutdown` resolves, then drains.
-pub async fn serve(
-    app: Arc<App>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let grace = app.settings.shutdown_grace;
-    let service = ServiceBuilder::new()
+/// The request service every connection gets: the shared layers around [`handle`].
+fn service(
+    app: &Arc<App>,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = http::Response<crate::body::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future + Send,
+> + Clone
+       + Send
+       + 'static {
+    ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(crate::access_log::AccessLogLayer::new(
             app.settings.log_format,
         ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(cors(&app))
+        .layer(cors(app))
         .service_fn({
             let app = app.clone();
             move |request| handle(app.clone(), request)
-        });
+        })
+}
 
+/// An accepted connection on its way to the worker that will serve it.
+type Handoff = tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>;
+
+/// Serves on `workers` threads until `shutdown` resolves, then drains.
+///
+/// Each worker is a thread with a current-thread tokio runtime of its own, as nginx runs a
+/// process per core: a connection, its requests and the upstream connections they use stay on
+/// one thread, so a proxied request wakes no other thread. (With tokio's work-stealing runtime
+/// the cross-thread wake-ups cost ~26 µs of CPU per request, BENCHMARKS.md.) The calling thread
+/// is worker 0: it accepts and hands connections out in turn, one channel send per connection
+/// (not per request). One listening socket, so a second BFF on the same port still fails to
+/// bind, as it should.
+///
+/// Call this inside a current-thread runtime: worker 0's connections are spawned on it.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    workers: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let grace = app.settings.shutdown_grace;
+    // Every worker waits here after draining, so that no runtime (and the pooled connections
+    // it drives for the others) goes away while another worker still drains.
+    let drained = Arc::new(tokio::sync::Barrier::new(workers.max(1)));
+    let mut handoffs: Vec<Handoff> = Vec::new();
+    let mut threads = Vec::new();
+    for index in 1..workers.max(1) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (app, drained) = (app.clone(), drained.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("dana-bff-worker-{index}"))
+            .spawn(move || -> std::io::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(worker(app, receiver, drained));
+                Ok(())
+            })?;
+        handoffs.push(sender);
+        threads.push(thread);
+    }
+
+    let service = service(&app);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut turn = 0usize;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -105,34 +155,57 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let per_connection = tower::ServiceExt::map_request(
-            service.clone(),
-            move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(PeerAddr(peer));
-                request
-            },
-        );
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            // Slow-loris guard: the request head must arrive within this time.
-            .header_read_timeout(Duration::from_secs(30))
-            // Heads beyond these get a bare 431 from the parser; the BFF's own, lower limit
-            // (check_head in app.rs) answers with the JSON body.
-            .max_header_size(crate::settings::HEADER_BYTES_HARD_LIMIT)
-            .max_headers(crate::settings::MAX_HEADER_FIELDS)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(per_connection),
-            );
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        turn = (turn + 1) % (handoffs.len() + 1);
+        if turn == 0 {
+            serve_connection(&service, &graceful, stream, peer);
+            continue;
+        }
+        // Leaving this runtime's reactor; the worker registers it with its own.
+        match stream.into_std() {
+            Ok(stream) => {
+                if handoffs[turn - 1].send((stream, peer)).is_err() {
+                    tracing::error!(worker = turn, "a worker thread has stopped");
+                }
             }
-        });
+            Err(e) => tracing::warn!(error = %e, "handing a connection over failed"),
+        }
     }
     drop(listener);
+    // Closing the channels tells the other workers to stop and drain.
+    drop(handoffs);
+    drain(graceful, grace).await;
+    drained.wait().await;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "a worker could not start its runtime"),
+            Err(_) => tracing::error!("a worker thread panicked"),
+        }
+    }
+    Ok(())
+}
+
+/// A worker other than the first: serves the connections handed to it until the channel
+/// closes, then drains.
+async fn worker(
+    app: Arc<App>,
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    drained: Arc<tokio::sync::Barrier>,
+) {
+    let service = service(&app);
+    let graceful = GracefulShutdown::new();
+    while let Some((stream, peer)) = connections.recv().await {
+        match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => serve_connection(&service, &graceful, stream, peer),
+            Err(e) => tracing::warn!(error = %e, "taking a connection over failed"),
+        }
+    }
+    drain(graceful, app.settings.shutdown_grace).await;
+    drained.wait().await;
+}
+
+/// Lets in-flight requests finish, up to the grace period.
+async fn drain(graceful: GracefulShutdown, grace: Duration) {
     tracing::info!(
         grace_secs = grace.as_secs(),
         "shutting down: draining in-flight requests"
@@ -141,7 +214,48 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
-    Ok(())
+}
+
+/// Serves one connection on the current runtime.
+fn serve_connection<S>(
+    service: &S,
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) where
+    S: tower::Service<
+            Request<Incoming>,
+            Response = http::Response<crate::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let per_connection =
+        tower::ServiceExt::map_request(service.clone(), move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            request
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Slow-loris guard: the request head must arrive within this time.
+        .header_read_timeout(Duration::from_secs(30))
+        // Heads beyond these get a bare 431 from the parser; the BFF's own, lower limit
+        // (check_head in app.rs) answers with the JSON body.
+        .max_header_size(crate::settings::HEADER_BYTES_HARD_LIMIT)
+        .max_headers(crate::settings::MAX_HEADER_FIELDS)
+        .serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(per_connection),
+        );
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
 }
 
 /// Resolves on SIGTERM (what orchestrators send) or Ctrl-C.

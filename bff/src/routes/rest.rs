@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::auth;
 use crate::body::Body;
 use crate::error::ApiError;
-use crate::proxy::{root_cause, Credentials, HttpClient, Upstream};
+use crate::proxy::{root_cause, Credentials, Upstream};
 use crate::settings::BffSettings;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -22,11 +22,10 @@ pub struct Postgrest {
 }
 
 impl Postgrest {
-    pub fn new(client: HttpClient, settings: &BffSettings) -> Postgrest {
+    pub fn new(settings: &BffSettings) -> Postgrest {
         let supabase = &settings.supabase;
         Postgrest {
             upstream: Upstream::new(
-                client,
                 &supabase.postgrest_url,
                 "PostgREST",
                 "postgrest",
@@ -52,7 +51,7 @@ impl Postgrest {
             .uri(&uri)
             .body(crate::body::full(""))
             .map_err(|e| e.to_string())?;
-        match tokio::time::timeout(within, self.upstream.client.request(request)).await {
+        match tokio::time::timeout(within, crate::proxy::worker_client().request(request)).await {
             Err(_) => Err(format!(
                 "PostgREST did not answer within {} s ({uri})",
                 within.as_secs()
