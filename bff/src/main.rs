@@ -19,6 +19,7 @@ mod server;
 mod session;
 mod settings;
 mod telemetry;
+mod upstream_pool;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

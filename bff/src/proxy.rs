@@ -10,15 +10,13 @@ use crate::app::App;
 use crate::body::{Body, BoxError};
 use crate::body_limit::{self, SharedBody};
 use crate::error::ApiError;
+use crate::upstream_pool::{self, Origin, SendError, UnsupportedUrl};
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,40 +24,12 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// How long an idle upstream connection stays in the pool.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A pooled HTTP/1.1 client for the upstreams.
-pub type HttpClient = Client<HttpConnector, Body>;
-
-thread_local! {
-    /// Each worker thread's own pool of upstream connections. A worker runs a current-thread
-    /// runtime (server.rs), and a pooled connection is driven by the runtime that opened it:
-    /// one pool per thread keeps a proxied request and its upstream connection on one thread.
-    static WORKER_CLIENT: HttpClient = http_client();
-}
-
-/// This thread's upstream client (a handle; cloning it clones the pool's `Arc`s).
-pub fn worker_client() -> HttpClient {
-    WORKER_CLIENT.with(HttpClient::clone)
-}
-
-fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        // Below the upstreams' own keep-alive timeout (PostgREST's server closes a connection
-        // idle for 30 s): a connection the upstream is closing must not be reused, or the request
-        // written on it meets a reset.
-        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
-
 /// An upstream service at a base URL.
 pub struct Upstream {
+    /// Where requests go; an unsupported URL fails each request (and is named at start-up).
+    origin: Result<Origin, UnsupportedUrl>,
+    /// The base URL's path without a trailing slash ("" for a root).
+    base_path: String,
     /// The base URL without a trailing slash.
     pub base: String,
     /// Its name in answers ("PostgREST is unreachable").
@@ -86,7 +56,13 @@ impl Upstream {
         timeout: Duration,
         max_body_bytes: u64,
     ) -> Upstream {
+        let origin = Origin::new(base);
+        if let Err(e) = &origin {
+            tracing::error!(error = %e, upstream = name, "requests to this upstream will fail");
+        }
         Upstream {
+            origin,
+            base_path: base.path().trim_end_matches('/').to_owned(),
             base: base.as_str().trim_end_matches('/').to_owned(),
             name,
             metric,
@@ -95,13 +71,23 @@ impl Upstream {
         }
     }
 
+    /// The origin-form target (`/base/path?query`) of a request to `path` under the base.
     fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
-        let path = if path.is_empty() { "/" } else { path };
-        let uri = match query {
-            Some(q) => format!("{}{path}?{q}", self.base),
-            None => format!("{}{path}", self.base),
+        let path = if path.is_empty() && self.base_path.is_empty() {
+            "/"
+        } else {
+            path
         };
-        uri.parse().map_err(|e| ApiError::UpstreamFailed {
+        let mut target = String::with_capacity(
+            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
+        target.push_str(&self.base_path);
+        target.push_str(path);
+        if let Some(q) = query {
+            target.push('?');
+            target.push_str(q);
+        }
+        Uri::try_from(target).map_err(|e| ApiError::UpstreamFailed {
             upstream: self.name,
             details: format!("bad URI: {e}"),
         })
@@ -194,15 +180,56 @@ impl Upstream {
 }
 
 impl Upstream {
+    /// A bodiless request of the BFF's own (readiness), answered with the status or why none
+    /// came within `within`.
+    pub async fn probe(
+        &self,
+        method: http::Method,
+        path: &str,
+        within: Duration,
+    ) -> Result<http::StatusCode, String> {
+        let url = format!("{}{path}", self.base);
+        let mut request = Request::new(crate::body::full(""));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.uri(path, None).map_err(|e| e.to_string())?;
+        // See `forward`: PostgREST closes the connection after a HEAD.
+        request
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let origin = self.origin.as_ref().map_err(|e| e.to_string())?;
+        match tokio::time::timeout(within, upstream_pool::send(origin, request)).await {
+            Err(_) => Err(format!(
+                "{} did not answer within {} s ({url})",
+                self.name,
+                within.as_secs()
+            )),
+            Ok(Err(e)) => Err(format!(
+                "{} is unreachable ({url}): {}",
+                self.name,
+                root_cause(&e)
+            )),
+            Ok(Ok(response)) => Ok(response.status()),
+        }
+    }
+
     /// One attempt, within the upstream's timeout (`Err` when it ran out).
     async fn send(
         &self,
         request: Request<Body>,
-    ) -> Result<
-        Result<Response<Incoming>, hyper_util::client::legacy::Error>,
-        tokio::time::error::Elapsed,
-    > {
-        tokio::time::timeout(self.timeout, worker_client().request(request)).await
+    ) -> Result<Result<Response<Incoming>, SendError>, tokio::time::error::Elapsed> {
+        let origin = match &self.origin {
+            Ok(origin) => origin,
+            Err(unsupported) => {
+                return Ok(Err(SendError::Connect {
+                    address: self.base.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        unsupported.to_string(),
+                    ),
+                }))
+            }
+        };
+        tokio::time::timeout(self.timeout, upstream_pool::send(origin, request)).await
     }
 }
 
@@ -287,7 +314,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn classify(app: &App, upstream: &Upstream, error: hyper_util::client::legacy::Error) -> ApiError {
+fn classify(app: &App, upstream: &Upstream, error: SendError) -> ApiError {
     if has_source::<body_limit::TooLarge>(&error) {
         return ApiError::BodyTooLarge {
             limit: upstream.max_body_bytes,

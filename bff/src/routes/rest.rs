@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::auth;
 use crate::body::Body;
 use crate::error::ApiError;
-use crate::proxy::{root_cause, Credentials, Upstream};
+use crate::proxy::{Credentials, Upstream};
 use crate::settings::BffSettings;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -18,7 +18,8 @@ use std::time::Duration;
 /// PostgREST, and where its readiness is read.
 pub struct Postgrest {
     pub upstream: Upstream,
-    admin_ready: Option<String>,
+    /// PostgREST's admin server, whose `/ready` is its readiness.
+    admin: Option<Upstream>,
 }
 
 impl Postgrest {
@@ -32,39 +33,27 @@ impl Postgrest {
                 settings.upstream_timeout,
                 settings.max_body_bytes,
             ),
-            admin_ready: supabase
-                .postgrest_admin_url
-                .as_ref()
-                .map(|u| format!("{}/ready", u.as_str().trim_end_matches('/'))),
+            admin: supabase.postgrest_admin_url.as_ref().map(|url| {
+                Upstream::new(url, "PostgREST", "postgrest", settings.upstream_timeout, 0)
+            }),
         }
     }
 
     /// PostgREST's readiness: its admin `/ready` when configured (it also checks PostgREST's own
     /// database connection), else that its API answers at all.
     pub async fn ready(&self, within: Duration) -> Result<(), String> {
-        let (method, uri) = match &self.admin_ready {
-            Some(ready) => (http::Method::GET, ready.clone()),
-            None => (http::Method::HEAD, format!("{}/", self.upstream.base)),
+        let (upstream, method, path) = match &self.admin {
+            Some(admin) => (admin, http::Method::GET, "/ready"),
+            None => (&self.upstream, http::Method::HEAD, "/"),
         };
-        let request = Request::builder()
-            .method(method)
-            .uri(&uri)
-            .body(crate::body::full(""))
-            .map_err(|e| e.to_string())?;
-        match tokio::time::timeout(within, crate::proxy::worker_client().request(request)).await {
-            Err(_) => Err(format!(
-                "PostgREST did not answer within {} s ({uri})",
-                within.as_secs()
-            )),
-            Ok(Err(e)) => Err(format!(
-                "PostgREST is unreachable ({uri}): {}",
-                root_cause(&e)
-            )),
-            Ok(Ok(response)) if response.status().is_success() => Ok(()),
-            Ok(Ok(response)) => Err(format!(
-                "PostgREST is not ready ({uri}): HTTP {}",
-                response.status()
-            )),
+        let status = upstream.probe(method, path, within).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "PostgREST is not ready ({}{path}): HTTP {status}",
+                upstream.base
+            ))
         }
     }
 }

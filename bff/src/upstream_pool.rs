@@ -1,0 +1,231 @@
+//! Keep-alive HTTP/1.1 connections to the upstreams (PostgREST, Supabase Auth), pooled per
+//! worker thread.
+//!
+//! The HTTP is hyper's own client connection (`hyper::client::conn::http1`); only the pooling is
+//! ours. Why not `hyper_util`'s `legacy::Client`, which pools too: it is built for any number of
+//! origins shared by threads (a pool behind a mutex keyed by scheme and authority, SipHash of the
+//! key, checkout futures, a connector service), and callgrind counted ~14,000 instructions of
+//! it per proxied request, a seventh of the BFF's (BENCHMARKS.md). A worker here is one thread
+//! with a current-thread runtime (server.rs) that talks to one or two fixed origins, so a
+//! thread-local list of idle connections per origin is all the pooling that is needed, and a
+//! connection stays driven by the thread that uses it.
+
+use crate::body::Body;
+use http::header::{HeaderValue, HOST};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+/// How long an idle connection stays reusable. Below the upstreams' own keep-alive timeout
+/// (PostgREST closes a connection idle for 30 s): a connection the upstream is closing must not
+/// be reused, or the request written on it meets a reset.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections kept per origin and thread; more in flight at once are closed after use.
+const MAX_KEPT: usize = 256;
+
+/// Where an upstream listens, and the `Host` its requests carry.
+#[derive(Debug)]
+pub struct Origin {
+    /// `host:port`, which also keys the pool.
+    address: String,
+    host_header: HeaderValue,
+}
+
+/// An upstream URL the pool cannot dial.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: only http:// upstreams with a host are supported")]
+pub struct UnsupportedUrl(String);
+
+impl Origin {
+    pub fn new(url: &url::Url) -> Result<Origin, UnsupportedUrl> {
+        let unsupported = || UnsupportedUrl(url.to_string());
+        if url.scheme() != "http" {
+            return Err(unsupported());
+        }
+        let host = url.host_str().ok_or_else(unsupported)?;
+        let port = url.port_or_known_default().ok_or_else(unsupported)?;
+        // The Host header as an HTTP client writes it: the port only when not the default.
+        let host_header = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok(Origin {
+            // host_str keeps an IPv6 address's brackets, as a socket address string wants them.
+            address: format!("{host}:{port}"),
+            host_header: HeaderValue::from_str(&host_header).map_err(|_| unsupported())?,
+        })
+    }
+}
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection could be opened (refused, unresolvable, timed out); nothing was sent.
+    #[error("connecting to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection opened but its HTTP/1.1 handshake failed; nothing was sent.
+    #[error("connecting to {address}: {source}")]
+    Handshake {
+        address: String,
+        #[source]
+        source: hyper::Error,
+    },
+    /// The request was (or may have been) sent, and failed: reset, closed early, a body error.
+    #[error(transparent)]
+    Request(#[from] hyper::Error),
+}
+
+impl SendError {
+    /// True when nothing reached the upstream.
+    pub fn is_connect(&self) -> bool {
+        !matches!(self, SendError::Request(_))
+    }
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+thread_local! {
+    /// This thread's connections, by origin address. A handful of origins at most, so a list.
+    static POOL: RefCell<Vec<(String, Vec<Idle>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sends `request` (origin-form URI, e.g. `/rest?x=1`) to `origin` on a kept connection or a new
+/// one, and answers with the response head; the body streams from the connection.
+///
+/// A kept connection that turns out closed before the request was written (the upstream closed
+/// it while idle) costs nothing: the request comes back unsent and goes out on a new connection.
+pub async fn send(
+    origin: &Origin,
+    mut request: Request<Body>,
+) -> Result<Response<Incoming>, SendError> {
+    request
+        .headers_mut()
+        .insert(HOST, origin.host_header.clone());
+    loop {
+        let (mut sender, kept) = match take_idle(origin) {
+            Some(sender) => (sender, true),
+            None => (connect(origin).await?, false),
+        };
+        let sent = sender.try_send_request(request);
+        // Back at once: it serves the next request when this one is done (`is_ready`).
+        keep(origin, sender);
+        match sent.await {
+            Ok(response) => return Ok(response),
+            Err(mut failed) => match failed.take_message() {
+                Some(unsent) if kept => request = unsent,
+                _ => return Err(SendError::Request(failed.into_error())),
+            },
+        }
+    }
+}
+
+/// A kept connection ready for a request, dropping those closed or idle too long.
+fn take_idle(origin: &Origin) -> Option<SendRequest<Body>> {
+    POOL.with_borrow_mut(|pool| {
+        let (_, idle) = pool
+            .iter_mut()
+            .find(|(address, _)| *address == origin.address)?;
+        let now = Instant::now();
+        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < IDLE_TIMEOUT);
+        // The most recently used first: its socket is the warmest, and the oldest age out.
+        let ready = idle.iter().rposition(|c| c.sender.is_ready())?;
+        Some(idle.swap_remove(ready).sender)
+    })
+}
+
+/// Keeps a connection for later requests (it may still be busy with this one).
+fn keep(origin: &Origin, sender: SendRequest<Body>) {
+    if sender.is_closed() {
+        return;
+    }
+    let idle = Idle {
+        sender,
+        since: Instant::now(),
+    };
+    POOL.with_borrow_mut(|pool| {
+        match pool
+            .iter_mut()
+            .find(|(address, _)| *address == origin.address)
+        {
+            Some((_, kept)) => {
+                if kept.len() >= MAX_KEPT {
+                    // The oldest goes; dropping its sender closes it once its response is done.
+                    kept.remove(0);
+                }
+                kept.push(idle);
+            }
+            None => pool.push((origin.address.clone(), vec![idle])),
+        }
+    });
+}
+
+/// Opens a connection and waits until it takes a request.
+async fn connect(origin: &Origin) -> Result<SendRequest<Body>, SendError> {
+    let address = &origin.address;
+    let connect_failed = |source| SendError::Connect {
+        address: address.clone(),
+        source,
+    };
+    let stream = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect(address.as_str()),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(connect_failed(e)),
+        Err(_) => {
+            return Err(connect_failed(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+            )))
+        }
+    };
+    stream.set_nodelay(true).map_err(connect_failed)?;
+    let handshake_failed = |source| SendError::Handshake {
+        address: address.clone(),
+        source,
+    };
+    let (mut sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(handshake_failed)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    sender.ready().await.map_err(handshake_failed)?;
+    Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_of_upstream_urls() {
+        let origin = Origin::new(&"http://127.0.0.1:3000/".parse().unwrap()).unwrap();
+        assert_eq!(origin.address, "127.0.0.1:3000");
+        assert_eq!(origin.host_header, "127.0.0.1:3000");
+        let origin = Origin::new(&"http://postgrest/rest".parse().unwrap()).unwrap();
+        assert_eq!(origin.address, "postgrest:80");
+        assert_eq!(origin.host_header, "postgrest");
+        let origin = Origin::new(&"http://[::1]:9999".parse().unwrap()).unwrap();
+        assert_eq!(origin.address, "[::1]:9999");
+        assert!(origin.address.parse::<std::net::SocketAddr>().is_ok());
+        assert!(Origin::new(&"https://auth.example.com".parse().unwrap()).is_err());
+    }
+}
