@@ -214,6 +214,87 @@ async fn connect(origin: &Origin) -> Result<SendRequest<Body>, SendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream that answers each request on a connection with a fixed 200, and closes the
+    /// connection after `per_connection` answers. Counts the connections it accepted.
+    async fn upstream(per_connection: usize) -> (Origin, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: url::Url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    for _ in 0..per_connection {
+                        let mut head = Vec::new();
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let n = socket.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            head.extend_from_slice(&buf[..n]);
+                        }
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Closed without a word, as an upstream ending an idle keep-alive does.
+                });
+            }
+        });
+        (Origin::new(&url).unwrap(), accepted)
+    }
+
+    async fn get(origin: &Origin) -> Result<http::StatusCode, SendError> {
+        let mut request = Request::new(crate::body::full(""));
+        *request.uri_mut() = "/x".parse().unwrap();
+        let response = send(origin, request).await?;
+        let status = response.status();
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        Ok(status)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn sequential_requests_share_one_connection() {
+        let (origin, accepted) = upstream(usize::MAX).await;
+        for _ in 0..5 {
+            assert_eq!(get(&origin).await.unwrap(), 200);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_kept_connection_the_upstream_closed_is_replaced() {
+        let (origin, accepted) = upstream(1).await;
+        for _ in 0..3 {
+            assert_eq!(get(&origin).await.unwrap(), 200);
+            // Let the closing connection's task see the end of its socket.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn nobody_listening_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url: url::Url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(listener);
+        let error = get(&Origin::new(&url).unwrap()).await.unwrap_err();
+        assert!(error.is_connect(), "{error}");
+    }
 
     #[test]
     fn origins_of_upstream_urls() {
