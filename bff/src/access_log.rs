@@ -106,13 +106,37 @@ where
 }
 
 thread_local! {
-    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The last second's `YYYY-MM-DDTHH:MM:SS`, by its Unix second: formatting a date costs
+    /// more than the rest of the line, and it changes once a second.
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+}
+
+/// Writes the UTC time as RFC 3339 with microseconds (`2026-11-23T10:00:00.123456Z`).
+fn write_timestamp(line: &mut Vec<u8>, now: std::time::SystemTime) {
+    use std::io::Write;
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != seconds || text.is_empty() {
+            *cached = seconds;
+            *text = chrono::DateTime::from_timestamp(seconds as i64, 0)
+                .map(|time| time.format("%Y-%m-%dT%H:%M:%S").to_string())
+                .unwrap_or_default();
+        }
+        line.extend_from_slice(text.as_bytes());
+    });
+    let _ = write!(line, ".{:06}Z", since_epoch.subsec_micros());
 }
 
 fn write_line(pending: &Pending, status: u16) {
-    use std::fmt::Write;
-    let latency_ms = pending.started.elapsed().as_secs_f64() * 1000.0;
-    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    use std::io::Write;
+    // Whole microseconds, written as milliseconds with three decimals: integer formatting, not
+    // float formatting (which took a slow exact path for `{:.3}`).
+    let micros = pending.started.elapsed().as_micros();
+    let (whole_ms, fraction) = (micros / 1000, micros % 1000);
     let request_id = pending
         .request_id
         .as_ref()
@@ -121,20 +145,69 @@ fn write_line(pending: &Pending, status: u16) {
     let path = pending.uri.path();
     LINE.with_borrow_mut(|line| {
         line.clear();
-        let _ = match pending.format {
-            LogFormat::Text => writeln!(
-                line,
-                "{timestamp}  INFO request: method={} path={path} status={status} latency_ms={latency_ms:.3} request_id={request_id}",
-                pending.method
-            ),
-            LogFormat::Json => writeln!(
-                line,
-                r#"{{"timestamp":"{timestamp}","level":"INFO","message":"request","method":"{}","path":{},"status":{status},"latency_ms":{latency_ms:.3},"request_id":{}}}"#,
-                pending.method,
-                serde_json::Value::from(path),
-                serde_json::Value::from(request_id)
-            ),
-        };
-        crate::telemetry::write_line(line.as_bytes());
+        match pending.format {
+            LogFormat::Text => {
+                write_timestamp(line, std::time::SystemTime::now());
+                let _ = writeln!(
+                    line,
+                    "  INFO request: method={} path={path} status={status} latency_ms={whole_ms}.{fraction:03} request_id={request_id}",
+                    pending.method
+                );
+            }
+            LogFormat::Json => {
+                line.extend_from_slice(br#"{"timestamp":""#);
+                write_timestamp(line, std::time::SystemTime::now());
+                let _ = write!(
+                    line,
+                    r#"","level":"INFO","message":"request","method":"{}","path":"#,
+                    pending.method
+                );
+                let _ = serde_json::to_writer(&mut *line, path);
+                let _ = write!(
+                    line,
+                    r#","status":{status},"latency_ms":{whole_ms}.{fraction:03},"request_id":"#
+                );
+                let _ = serde_json::to_writer(&mut *line, request_id);
+                line.extend_from_slice(b"}\n");
+            }
+        }
+        crate::telemetry::write_line(line);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_394_977_000_042);
+        let mut line = Vec::new();
+        write_timestamp(&mut line, at);
+        // The cached second is reused within the same second, and replaced on the next.
+        write_timestamp(&mut line, at + std::time::Duration::from_micros(5));
+        write_timestamp(&mut line, at + std::time::Duration::from_secs(1));
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "2026-11-23T00:49:37.000042Z2026-11-23T00:49:37.000047Z2026-11-23T00:49:38.000042Z"
+        );
+    }
+
+    #[test]
+    fn json_lines_escape_the_path() {
+        let pending = Pending {
+            format: LogFormat::Json,
+            started: Instant::now(),
+            method: Method::GET,
+            uri: "/rest/v1/a%22b".parse().unwrap(),
+            request_id: Some(HeaderValue::from_static("id-1")),
+        };
+        write_line(&pending, 200);
+        let line = LINE.with_borrow(|l| String::from_utf8(l.clone()).unwrap());
+        let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(value["path"], "/rest/v1/a%22b");
+        assert_eq!(value["status"], 200);
+        assert_eq!(value["request_id"], "id-1");
+        assert!(value["latency_ms"].as_f64().is_some());
+    }
 }

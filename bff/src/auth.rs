@@ -14,8 +14,10 @@
 use crate::app::App;
 use crate::error::{ApiError, Problem};
 use crate::session;
+use constant_time_eq::constant_time_eq;
 use dana_supabase::{Claims, JwtVerifier};
 use http::HeaderMap;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// The project's API keys, compared in constant time because the service_role key is a secret.
@@ -28,8 +30,8 @@ pub struct ApiKeys {
 impl ApiKeys {
     pub fn is_project_key(&self, candidate: &str) -> bool {
         let c = candidate.as_bytes();
-        bool::from(c.ct_eq(self.anon.as_bytes()))
-            | bool::from(c.ct_eq(self.service_role.as_bytes()))
+        constant_time_eq(c, self.anon.as_bytes())
+            | constant_time_eq(c, self.service_role.as_bytes())
     }
 }
 
@@ -37,7 +39,7 @@ impl ApiKeys {
 #[derive(Debug)]
 pub struct Caller {
     pub token: String,
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
 }
 
 /// The header every cookie-authenticated request must carry (`X-CSRF: 1`).
@@ -90,7 +92,7 @@ pub async fn session_and_claims(
     app: &App,
     sessions: &session::Sessions,
     cookie: &str,
-) -> Result<(session::Session, Claims), ApiError> {
+) -> Result<(session::Session, Arc<Claims>), ApiError> {
     let session = sessions.current(cookie).await?;
     let claims = app.verifier.verify(&session.access_token).await?;
     Ok((session, claims))
@@ -119,7 +121,7 @@ fn has_user_bearer(headers: &HeaderMap, keys: &ApiKeys) -> bool {
         return false;
     };
     let token = value.to_str().ok().and_then(|v| bearer_token(v).ok());
-    !token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(keys.anon.as_bytes())))
+    !token.is_some_and(|t| constant_time_eq(t.as_bytes(), keys.anon.as_bytes()))
 }
 
 /// Checks the request's credentials; `Err` means 401 (or 503 when the signing keys cannot be loaded).

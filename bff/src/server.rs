@@ -16,9 +16,25 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A random (v4) UUID for each request without an `X-Request-Id`. tower-http's own
+/// `MakeRequestUuid` formats it through `to_string` and parses it back; this writes it into a
+/// stack buffer once.
+#[derive(Clone, Copy)]
+struct MakeUuid;
+
+impl MakeRequestId for MakeUuid {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        http::HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
+}
 
 /// The headers supabase-js and PostgREST clients send, and the ones they need to read back.
 fn cors(app: &App) -> CorsLayer {
@@ -28,7 +44,12 @@ fn cors(app: &App) -> CorsLayer {
             .collect::<Vec<_>>()
     };
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(app.settings.cors_origins.clone()))
+        // A predicate over a shared list rather than `AllowOrigin::list`: the service stack is
+        // cloned for every request (hyper's adapter does), and a list is cloned with it.
+        .allow_origin({
+            let allowed = Arc::new(app.settings.cors_origins.clone());
+            AllowOrigin::predicate(move |origin, _| allowed.contains(origin))
+        })
         .allow_methods([
             Method::GET,
             Method::HEAD,
@@ -84,7 +105,7 @@ fn service(
        + Send
        + 'static {
     ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeUuid))
         .layer(crate::access_log::AccessLogLayer::new(
             app.settings.log_format,
         ))
@@ -245,7 +266,8 @@ fn serve_connection<S>(
         // Heads beyond these get a bare 431 from the parser; the BFF's own, lower limit
         // (check_head in app.rs) answers with the JSON body.
         .max_header_size(crate::settings::HEADER_BYTES_HARD_LIMIT)
-        .max_headers(crate::settings::MAX_HEADER_FIELDS)
+        // More than 100 header fields (hyper's default limit) get a bare 431 too. Not set here:
+        // setting it, even to the default, makes hyper fill a 100-slot array on every request.
         .serve_connection(
             TokioIo::new(stream),
             TowerToHyperService::new(per_connection),

@@ -10,8 +10,6 @@ use std::time::Duration;
 /// Heads larger than this are refused by the HTTP parser itself (a 431 without a body); the
 /// BFF's own limit, below it, answers 431 with the usual JSON body.
 pub const HEADER_BYTES_HARD_LIMIT: usize = 256 * 1024;
-/// Header fields per request; more are refused by the HTTP parser (431, no body).
-pub const MAX_HEADER_FIELDS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

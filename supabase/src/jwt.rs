@@ -189,18 +189,21 @@ impl JwtVerifier {
 
     /// Verifies a user's access token and returns its claims. When an audience is configured the
     /// token must name it: Supabase Auth always sets `aud`, so a token without one is not its.
-    pub async fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+    ///
+    /// The claims are shared (`Arc`): a token seen before is answered from the cache without a
+    /// copy of its claims.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
         self.verify_with(token, Audience::Required).await
     }
 
     /// Verifies one of the project's own API keys (the anon and service_role keys, recognised by
     /// the caller comparing the whole key). They carry no `aud`, so none is required; one that
     /// is present must still match.
-    pub async fn verify_project_key(&self, token: &str) -> Result<Claims, JwtError> {
+    pub async fn verify_project_key(&self, token: &str) -> Result<Arc<Claims>, JwtError> {
         self.verify_with(token, Audience::IfPresent).await
     }
 
-    async fn verify_with(&self, token: &str, audience: Audience) -> Result<Claims, JwtError> {
+    async fn verify_with(&self, token: &str, audience: Audience) -> Result<Arc<Claims>, JwtError> {
         let audience_required = audience == Audience::Required;
         if let Some((claims, key_set)) = self.verified.get(token, audience_required) {
             if self.key_set_current(key_set).await {
@@ -208,6 +211,7 @@ impl JwtVerifier {
             }
         }
         let (claims, trust) = self.verify_uncached(token, audience).await?;
+        let claims = Arc::new(claims);
         let key_set = match trust {
             Trust::Secret => None,
             Trust::Jwks(fetched_at) => Some(fetched_at),

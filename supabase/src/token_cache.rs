@@ -15,6 +15,7 @@
 use crate::jwt::Claims;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +29,7 @@ struct Entry {
     /// Verified with the audience required (a user's token) or only checked if present (the
     /// project's keys): one never answers for the other.
     audience_required: bool,
-    claims: Claims,
+    claims: Arc<Claims>,
     /// Unix seconds: `exp` plus the leeway.
     valid_until: i64,
     cached_until: Instant,
@@ -70,7 +71,11 @@ impl TokenCache {
 
     /// The claims of `token` if it verified before and is still within its `exp`, with the key
     /// set it was verified with.
-    pub fn get(&self, token: &str, audience_required: bool) -> Option<(Claims, Option<Instant>)> {
+    pub fn get(
+        &self,
+        token: &str,
+        audience_required: bool,
+    ) -> Option<(Arc<Claims>, Option<Instant>)> {
         let key = self.key(token, audience_required);
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let entry = entries.get(&key)?;
@@ -86,7 +91,7 @@ impl TokenCache {
         &self,
         token: &str,
         audience_required: bool,
-        claims: &Claims,
+        claims: &Arc<Claims>,
         leeway: Duration,
         key_set: Option<Instant>,
     ) {
@@ -131,9 +136,13 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn claims(exp: i64) -> Claims {
-        serde_json::from_value(serde_json::json!({"role": "authenticated", "sub": "u", "exp": exp}))
-            .unwrap()
+    fn claims(exp: i64) -> Arc<Claims> {
+        Arc::new(
+            serde_json::from_value(
+                serde_json::json!({"role": "authenticated", "sub": "u", "exp": exp}),
+            )
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -196,7 +205,7 @@ mod tests {
         assert!(short.get("a", true).is_none());
         // No exp: never kept.
         let no_exp: Claims = serde_json::from_value(serde_json::json!({"role": "anon"})).unwrap();
-        cache.insert("no-exp", false, &no_exp, Duration::ZERO, None);
+        cache.insert("no-exp", false, &Arc::new(no_exp), Duration::ZERO, None);
         assert!(cache.get("no-exp", false).is_none());
     }
 }

@@ -253,7 +253,7 @@ async fn signed_in(
     app: &App,
     sessions: &Sessions,
     headers: &HeaderMap,
-) -> Result<(Session, dana_supabase::Claims), ApiError> {
+) -> Result<(Session, std::sync::Arc<dana_supabase::Claims>), ApiError> {
     require_csrf(headers)?;
     let cookie = session::cookie_value(headers, COOKIE).ok_or(NOT_SIGNED_IN)?;
     crate::auth::session_and_claims(app, sessions, cookie).await
@@ -265,7 +265,7 @@ async fn start_session(
     sessions: &Sessions,
     headers: &HeaderMap,
     auth: &AuthSession,
-) -> Result<(String, Session, dana_supabase::Claims), ApiError> {
+) -> Result<(String, Session, std::sync::Arc<dana_supabase::Claims>), ApiError> {
     // The token is checked as any other: a session holds only tokens this BFF accepts.
     let claims = app.verifier.verify(&auth.access_token).await?;
     let user_id = claims
