@@ -20,9 +20,20 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The peer address of the connection, put in request extensions by the server.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
+/// The peer of the connection, put in request extensions by the server: its address as an
+/// `X-Forwarded-For` value, formatted once per connection rather than per request.
+#[derive(Clone, Debug)]
+pub struct PeerAddr {
+    pub forwarded_for: Option<HeaderValue>,
+}
+
+impl PeerAddr {
+    pub fn new(address: SocketAddr) -> PeerAddr {
+        PeerAddr {
+            forwarded_for: HeaderValue::from_str(&address.ip().to_string()).ok(),
+        }
+    }
+}
 
 /// An upstream service at a base URL.
 pub struct Upstream {
@@ -123,10 +134,12 @@ impl Upstream {
             // would meet a reset. Asking for the close keeps it out of the pool.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
-            if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
-                headers.insert(HeaderName::from_static("x-forwarded-for"), value);
-            }
+        if let Some(value) = parts
+            .extensions
+            .get::<PeerAddr>()
+            .and_then(|peer| peer.forwarded_for.clone())
+        {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
         }
         // A pooled connection the upstream has just closed fails the request written on it
         // ("connection reset"). A request without a body that changes nothing is sent once more,

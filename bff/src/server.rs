@@ -254,9 +254,10 @@ fn serve_connection<S>(
     S::Future: Send + 'static,
 {
     let _ = stream.set_nodelay(true);
+    let peer = PeerAddr::new(peer);
     let per_connection =
         tower::ServiceExt::map_request(service.clone(), move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(PeerAddr(peer));
+            request.extensions_mut().insert(peer.clone());
             request
         });
     let connection = hyper::server::conn::http1::Builder::new()

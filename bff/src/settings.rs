@@ -32,7 +32,7 @@ pub struct BffSettings {
     pub shutdown_grace: Duration,
     /// `BFF_LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
-    /// `BFF_WORKER_THREADS`: request-handling threads (default: one per CPU core).
+    /// `BFF_WORKER_THREADS`: event loops, one thread each (default: half the CPU cores, at least 1).
     pub worker_threads: usize,
     /// `BFF_MAX_HEADER_BYTES`: request heads (request line and headers) above this get 431
     /// (default 32 KiB, at most [`HEADER_BYTES_HARD_LIMIT`]).
@@ -265,7 +265,15 @@ impl BffSettings {
         let cores = std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(1);
-        let worker_threads = env.parsed("BFF_WORKER_THREADS", cores, "a number of threads");
+        // Half the cores: the BFF shares its machine (or its CPU quota) with PostgREST and
+        // PostgreSQL, whose work a proxied request waits on, and fewer event loops batch more
+        // events per wake-up. On 2 cores one worker spent ~15 µs less CPU per proxied request
+        // than two and served more requests per second (BENCHMARKS.md).
+        let worker_threads = env.parsed(
+            "BFF_WORKER_THREADS",
+            (cores / 2).max(1),
+            "a number of threads",
+        );
         if worker_threads == 0 {
             env.problem("BFF_WORKER_THREADS must be at least 1");
         }

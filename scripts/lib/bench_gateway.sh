@@ -52,11 +52,12 @@ CONF
   wait_http "http://127.0.0.1:$NGINX_PORT/rest/v1/" nginx
 }
 
-# A second BFF with one worker thread: on a machine whose cores PostgREST and PostgreSQL share,
-# one worker avoids cross-thread wake-ups; the stack's BFF keeps the default (one per core).
+# A second BFF with one worker per core, to compare with the stack's BFF and its default of one
+# worker per two cores (on a machine whose cores PostgREST and PostgreSQL share, fewer event
+# loops batch more events per wake-up).
 start_bench_bff1() {
   # shellcheck disable=SC2046
-  start_daemon bff-bench env $(bff_env | xargs) BFF_LISTEN="127.0.0.1:$BFF1_PORT" BFF_WORKER_THREADS=1 \
+  start_daemon bff-bench env $(bff_env | xargs) BFF_LISTEN="127.0.0.1:$BFF1_PORT" BFF_WORKER_THREADS="$(nproc)" \
     "$ROOT/target/release/dana-bff" serve
   wait_daemon_http bff-bench "http://127.0.0.1:$BFF1_PORT/healthz"
 }
@@ -79,7 +80,7 @@ cpu_ticks() { # pid...
 proxy_pids() { # target
   case $1 in
     bff) cat "$RUN/bff.pid" ;;
-    bff-1-worker) cat "$RUN/bff-bench.pid" ;;
+    bff-per-core) cat "$RUN/bff-bench.pid" ;;
     nginx) pgrep -P "$(cat "$STATE/nginx-bench/nginx.pid")" | xargs ;;
     direct) echo "" ;;
   esac
@@ -107,10 +108,10 @@ gateway_bench() {
   local -A url=(
     [direct]="http://127.0.0.1:$POSTGREST_PORT$BENCH_PATH"
     [bff]="http://127.0.0.1:$API_PORT/rest/v1$BENCH_PATH"
-    [bff-1-worker]="http://127.0.0.1:$BFF1_PORT/rest/v1$BENCH_PATH"
+    [bff-per-core]="http://127.0.0.1:$BFF1_PORT/rest/v1$BENCH_PATH"
     [nginx]="http://127.0.0.1:$NGINX_PORT/rest/v1$BENCH_PATH"
   )
-  local targets=(direct bff bff-1-worker nginx) out=$STATE/gateway-bench
+  local targets=(direct bff bff-per-core nginx) out=$STATE/gateway-bench
   rm -rf "$out" && mkdir -p "$out"
   for target in "${targets[@]}"; do # warm-up: pools, caches
     BENCH_SECONDS=2 wrk_run "${url[$target]}" "$CONNECTIONS" >/dev/null

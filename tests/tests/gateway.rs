@@ -274,6 +274,74 @@ async fn shutdown_lets_in_flight_requests_finish() {
 }
 
 #[tokio::test]
+async fn several_workers_share_the_connections_and_drain_together_on_shutdown() {
+    // Each worker is a thread with its own runtime; worker 0 hands connections out in turn.
+    let stack = Stack::from_env();
+    let mut bff = BffProcess::start(&[("BFF_WORKER_THREADS", Some("3"))]);
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", bff.pid()))
+        .unwrap()
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap())
+        .filter(|name| name.starts_with("dana-bff-worker"))
+        .collect();
+    assert_eq!(
+        threads.len(),
+        2,
+        "workers 1 and 2 beside the main thread: {threads:?}"
+    );
+
+    // Six connections (a client each) so every worker gets some; each answers correctly.
+    let clients: Vec<Client> = (0..6).map(|_| client()).collect();
+    for round in 0..3 {
+        let answers = futures_util::future::join_all(clients.iter().map(|http| {
+            http.get(format!(
+                "{}/rest/v1/subscription_tiers?select=slug&order=slug",
+                bff.url
+            ))
+            .header("apikey", &stack.anon_key)
+            .bearer_auth(&stack.alice_jwt)
+            .send()
+        }))
+        .await;
+        for answer in answers {
+            let answer = answer.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK, "round {round}");
+            let rows: Vec<Value> = answer.json().await.unwrap();
+            assert!(!rows.is_empty(), "round {round}");
+        }
+    }
+
+    // Requests in flight on three connections (so on every worker) when SIGTERM comes: all
+    // finish, and the process exits cleanly once every worker has drained.
+    let db = lock_table("public.business_functions").await;
+    let in_flight: Vec<_> = clients[..3]
+        .iter()
+        .map(|http| {
+            tokio::spawn(
+                http.get(format!("{}/rest/v1/business_functions?select=id", bff.url))
+                    .header("apikey", &stack.anon_key)
+                    .bearer_auth(&stack.alice_jwt)
+                    .send(),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bff.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        bff.wait_exit(Duration::ZERO).is_none(),
+        "the BFF waits for the in-flight requests"
+    );
+    db.batch_execute("ROLLBACK").await.unwrap();
+    for request in in_flight {
+        assert_eq!(request.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let status = bff
+        .wait_exit(Duration::from_secs(10))
+        .expect("the BFF exits once every worker drained");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
 async fn bodies_over_the_limit_get_413_and_insert_nothing() {
     let stack = Stack::from_env();
     let db = connect().await;
