@@ -34,6 +34,7 @@ use serde_json::Value;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// The claims of the current request, with the fields the helpers need already extracted.
 #[derive(Debug, Default)]
@@ -214,11 +215,40 @@ unsafe extern "C-unwind" fn settings_changed(
     _extra: *mut std::ffi::c_void,
 ) {
     // try_with: the hook also runs while the thread-locals are being torn down at exit.
+    UID_STATE.store(UID_UNKNOWN, Ordering::Relaxed);
     let _ = MEMO.try_with(|memo| {
         if let Ok(mut memo) = memo.try_borrow_mut() {
             *memo = None;
         }
     });
+}
+
+// The memo's `sub`, for `dana_uid_fast`, which an unwrapped policy calls once per row: a
+// thread-local lookup (`__tls_get_addr` in a loaded library) and the memo's `RefCell` cost ~45
+// instructions of such a call. A backend runs extension code on its one thread, so process-wide
+// statics serve as thread-locals would; they are written only where the memo is.
+const UID_UNKNOWN: u8 = 0;
+const UID_NULL: u8 = 1;
+const UID_SET: u8 = 2;
+static UID_STATE: AtomicU8 = AtomicU8::new(UID_UNKNOWN);
+static UID_BYTES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+fn publish_uid(sub: Option<[u8; 16]>) {
+    match sub {
+        Some(bytes) => {
+            let (high, low) = bytes.split_at(8);
+            UID_BYTES[0].store(
+                u64::from_ne_bytes(high.try_into().unwrap_or_default()),
+                Ordering::Relaxed,
+            );
+            UID_BYTES[1].store(
+                u64::from_ne_bytes(low.try_into().unwrap_or_default()),
+                Ordering::Relaxed,
+            );
+            UID_STATE.store(UID_SET, Ordering::Relaxed);
+        }
+        None => UID_STATE.store(UID_NULL, Ordering::Relaxed),
+    }
 }
 
 /// The current claims: the memo, else the parsed cache, else a fresh parse.
@@ -228,6 +258,7 @@ pub fn current() -> Rc<Claims> {
     }
     let claims = resolve();
     MEMO.with(|m| *m.borrow_mut() = Some(claims.clone()));
+    publish_uid(claims.sub);
     claims
 }
 
@@ -354,9 +385,72 @@ fn jwt() -> Option<pgrx::JsonB> {
 }
 
 /// The `sub` claim as a uuid: the id of the signed-in user.
-#[pg_extern(stable, parallel_safe)]
+///
+/// PostgreSQL calls [`dana_uid_fast`] (the SQL below names it), which answers from the memo and
+/// comes here, through pgrx's generated `uid_wrapper`, only when the memo is empty.
+#[pg_extern(
+    stable,
+    parallel_safe,
+    sql = r#"
+CREATE FUNCTION "uid"() RETURNS uuid
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'dana_uid_fast';
+"#
+)]
 fn uid() -> Option<pgrx::Uuid> {
     current().sub.map(pgrx::Uuid::from_bytes)
+}
+
+/// Version-1 calling convention record of [`dana_uid_fast`], as `PG_FUNCTION_INFO_V1` makes it.
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_dana_uid_fast() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+extern "C-unwind" {
+    /// PostgreSQL's `palloc`, called directly rather than through pgrx's binding, which sets up
+    /// an error boundary (a `sigsetjmp`) per call.
+    #[link_name = "palloc"]
+    fn palloc_unguarded(size: pg_sys::Size) -> *mut std::ffi::c_void;
+}
+
+/// `dana.uid()` as PostgreSQL calls it. Written against the raw calling convention because an
+/// unwrapped `user_id = dana.uid()` policy calls it once per row, and pgrx's wrapper (panic
+/// guard, and a guarded `palloc` for the by-reference uuid) cost more than the rest of the
+/// call: ~360 instructions per row (BENCHMARKS.md).
+///
+/// When the memo holds the claims, nothing here can fail or panic: two atomic reads, one
+/// `palloc` of 16 bytes (an out-of-memory error jumps out of this frame, which owns nothing
+/// that needs dropping) and a copy. Anything else goes through pgrx's own wrapper of [`uid`],
+/// with its guard.
+///
+/// # Safety
+/// Called by PostgreSQL with a valid `fcinfo`, as for any V1 function.
+#[no_mangle]
+#[doc(hidden)]
+pub unsafe extern "C-unwind" fn dana_uid_fast(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    match UID_STATE.load(Ordering::Relaxed) {
+        UID_SET => {
+            // SAFETY: palloc returns 16 writable bytes (MAXALIGNed) in the current memory context,
+            // where PostgreSQL expects a by-reference result.
+            let out = palloc_unguarded(16) as *mut [u64; 2];
+            out.write([
+                UID_BYTES[0].load(Ordering::Relaxed),
+                UID_BYTES[1].load(Ordering::Relaxed),
+            ]);
+            pg_sys::Datum::from(out)
+        }
+        UID_NULL => {
+            // SAFETY: fcinfo is valid for the call.
+            (*fcinfo).isnull = true;
+            pg_sys::Datum::from(0usize)
+        }
+        // SAFETY: the same call, handed to pgrx's guarded wrapper (which fills the memo).
+        _ => uid_wrapper(fcinfo),
+    }
 }
 
 /// The `role` claim: `anon`, `authenticated` or `service_role` with Supabase Auth.

@@ -185,6 +185,25 @@ mod tests {
     }
 
     #[pg_test]
+    fn an_unwrapped_uid_sees_each_statements_user_on_every_row() {
+        // dana.uid() per row answers from statics kept beside the memo (claims.rs).
+        run("CREATE TABLE public.owned (owner uuid)");
+        run(&format!(
+            "INSERT INTO public.owned SELECT CASE WHEN i % 3 = 0 THEN '{ALICE}'::uuid
+               ELSE '{BOB}'::uuid END FROM generate_series(1, 300) i"
+        ));
+        let count = || one::<i64>("SELECT count(*) FROM public.owned WHERE owner = dana.uid()");
+        set_claims(&claims_of(ALICE));
+        assert_eq!(count(), Some(100));
+        set_claims(&claims_of(BOB));
+        assert_eq!(count(), Some(200));
+        set_claims(r#"{"role":"anon"}"#);
+        assert_eq!(count(), Some(0));
+        set_claims(&claims_of(ALICE));
+        assert_eq!(count(), Some(100));
+    }
+
+    #[pg_test]
     fn helpers_are_stable_and_parallel_safe() {
         let bad = one::<i64>(
             "SELECT count(*) FROM pg_proc WHERE pronamespace = 'dana'::regnamespace
