@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -68,6 +68,20 @@ impl Default for Metrics {
     }
 }
 
+/// The label of a standard method, without an allocation per request.
+fn static_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 impl Metrics {
     pub fn observe_request(
         &self,
@@ -77,16 +91,7 @@ impl Metrics {
         elapsed: Duration,
     ) {
         // Unknown methods are folded into one label value, again for bounded cardinality.
-        let method = match *method {
-            Method::GET
-            | Method::HEAD
-            | Method::POST
-            | Method::PUT
-            | Method::PATCH
-            | Method::DELETE
-            | Method::OPTIONS => method.as_str().to_owned(),
-            _ => "OTHER".to_owned(),
-        };
+        let method = static_method(method);
         self.requests
             .get_or_create(&RequestLabels {
                 route,

@@ -145,7 +145,7 @@ impl Upstream {
         // ("connection reset"). A request without a body that changes nothing is sent once more,
         // on another connection, as nginx's proxy_next_upstream does; anything else is answered.
         let retry = is_bodiless_and_safe(&parts.method, &headers)
-            .then(|| (parts.method.clone(), uri.clone(), headers.clone()));
+            .then(|| HeadCopy::of(&parts.method, &uri, &headers));
 
         // A chunked body that runs past the limit fails while streaming; see `classify`.
         let shared = SharedBody::new(body);
@@ -156,14 +156,10 @@ impl Upstream {
         *upstream_request.headers_mut() = headers;
 
         let mut sent = self.send(upstream_request).await;
-        if let (Ok(Err(error)), Some((method, uri, headers))) = (&sent, retry) {
+        if let (Ok(Err(error)), Some(copy)) = (&sent, retry) {
             if !error.is_connect() {
                 tracing::debug!(error = %root_cause(error), "retrying a bodiless request on another connection");
-                let mut again = Request::new(crate::body::full(""));
-                *again.method_mut() = method;
-                *again.uri_mut() = uri;
-                *again.headers_mut() = headers;
-                sent = self.send(again).await;
+                sent = self.send(copy.into_request()).await;
             }
         }
         let response = match sent {
@@ -243,6 +239,67 @@ impl Upstream {
             }
         };
         tokio::time::timeout(self.timeout, upstream_pool::send(origin, request)).await
+    }
+}
+
+/// A bodiless request's head, kept to send it once more (see `forward`). The target and the
+/// headers are copied into one buffer: a clone of the `HeaderMap` and `Uri` cost ~2,300
+/// instructions per request (the first clone of each value parsed off the wire allocates), for
+/// a copy that is almost never used.
+struct HeadCopy {
+    method: http::Method,
+    /// The origin-form target, then each header's name and value.
+    bytes: Vec<u8>,
+    target_end: usize,
+    /// Per header: where its name ends and its value ends in `bytes`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl HeadCopy {
+    fn of(method: &http::Method, uri: &Uri, headers: &HeaderMap) -> HeadCopy {
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let size = target.len()
+            + headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum::<usize>();
+        let mut bytes = Vec::with_capacity(size);
+        bytes.extend_from_slice(target.as_bytes());
+        let target_end = bytes.len();
+        let mut ends = Vec::with_capacity(headers.len());
+        for (name, value) in headers {
+            bytes.extend_from_slice(name.as_str().as_bytes());
+            let name_end = bytes.len();
+            bytes.extend_from_slice(value.as_bytes());
+            ends.push((name_end, bytes.len()));
+        }
+        HeadCopy {
+            method: method.clone(),
+            bytes,
+            target_end,
+            ends,
+        }
+    }
+
+    /// The same request again. Every part was valid when copied, so none is dropped.
+    fn into_request(self) -> Request<Body> {
+        let mut request = Request::new(crate::body::full(""));
+        *request.method_mut() = self.method;
+        if let Ok(uri) = Uri::try_from(&self.bytes[..self.target_end]) {
+            *request.uri_mut() = uri;
+        }
+        let headers = request.headers_mut();
+        let mut start = self.target_end;
+        for (name_end, value_end) in self.ends {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&self.bytes[start..name_end]),
+                HeaderValue::from_bytes(&self.bytes[name_end..value_end]),
+            ) {
+                headers.append(name, value);
+            }
+            start = value_end;
+        }
+        request
     }
 }
 
@@ -519,6 +576,18 @@ mod tests {
                 "x-client-info"
             ]
         );
+    }
+
+    #[test]
+    fn a_head_copy_gives_back_the_same_request() {
+        let mut headers = map(&[("accept", "application/json"), ("apikey", "k")]);
+        headers.append("x-twice", HeaderValue::from_static("1"));
+        headers.append("x-twice", HeaderValue::from_static("2"));
+        let uri: Uri = "/items?select=id&id=eq.1".parse().unwrap();
+        let again = HeadCopy::of(&http::Method::HEAD, &uri, &headers).into_request();
+        assert_eq!(again.method(), http::Method::HEAD);
+        assert_eq!(again.uri(), &uri);
+        assert_eq!(again.headers(), &headers);
     }
 
     #[test]

@@ -531,6 +531,23 @@ async fn cors_answers_listed_origins_only_and_exposes_range_headers() {
         .headers()
         .get("access-control-allow-origin")
         .is_none());
+    // Answers depend on the Origin (and a preflight's request headers): shared caches must know.
+    for answer in [&allowed, &refused] {
+        let vary: Vec<&str> = answer
+            .headers()
+            .get_all("vary")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap().split(','))
+            .map(str::trim)
+            .collect();
+        for name in [
+            "origin",
+            "access-control-request-method",
+            "access-control-request-headers",
+        ] {
+            assert!(vary.contains(&name), "Vary lacks {name}: {vary:?}");
+        }
+    }
 
     let actual = client()
         .get(format!("{url}?select=slug"))
@@ -550,6 +567,11 @@ async fn cors_answers_listed_origins_only_and_exposes_range_headers() {
     assert!(
         exposed.contains("content-range") && exposed.contains("range-unit"),
         "{exposed}"
+    );
+    let vary: Vec<_> = actual.headers().get_all("vary").iter().collect();
+    assert!(
+        vary.iter().any(|v| v.to_str().unwrap().contains("origin")),
+        "{vary:?}"
     );
     assert!(actual.headers()["content-range"]
         .to_str()
