@@ -17,26 +17,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::set_header::SetResponseHeaderLayer;
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A random (v4) UUID for each request without an `X-Request-Id`. tower-http's own
-/// `MakeRequestUuid` formats it through `to_string` and parses it back; this writes it into a
-/// stack buffer once.
-#[derive(Clone, Copy)]
-struct MakeUuid;
-
-impl MakeRequestId for MakeUuid {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-        http::HeaderValue::from_str(id).ok().map(RequestId::new)
-    }
-}
 
 /// What a CORS answer depends on, for shared caches (tower-http's default list).
 const CORS_VARY: &str = "origin, access-control-request-method, access-control-request-headers";
@@ -113,11 +94,9 @@ fn service(
        + Send
        + 'static {
     ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeUuid))
         .layer(crate::access_log::AccessLogLayer::new(
             app.settings.log_format,
         ))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetResponseHeaderLayer::appending(
             header::VARY,
             HeaderValue::from_static(CORS_VARY),
