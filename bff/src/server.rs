@@ -101,11 +101,62 @@ fn service(
             header::VARY,
             HeaderValue::from_static(CORS_VARY),
         ))
-        .layer(cors(app))
+        .layer(CorsForOriginsLayer(cors(app)))
         .service_fn({
             let app = app.clone();
             move |request| handle(app.clone(), request)
         })
+}
+
+/// tower-http's CORS layer for the requests that carry an `Origin` (every CORS request does).
+/// Without one there is nothing to allow, and the layer would still build a header map of
+/// `access-control-*` headers and merge it into the answer (~2,500 instructions per request,
+/// BENCHMARKS.md). `Vary` goes on every answer from a layer of its own.
+struct CorsForOriginsLayer(CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for CorsForOriginsLayer {
+    type Service = CorsForOrigins<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CorsForOrigins {
+            cors: tower::Layer::layer(&self.0, inner.clone()),
+            direct: inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct CorsForOrigins<S> {
+    cors: tower_http::cors::Cors<S>,
+    direct: S,
+}
+
+impl<S, B, RB> tower::Service<Request<B>> for CorsForOrigins<S>
+where
+    S: tower::Service<Request<B>, Response = http::Response<RB>> + Clone,
+    RB: Default,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<
+        <tower_http::cors::Cors<S> as tower::Service<Request<B>>>::Future,
+        S::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::ready!(self.cors.poll_ready(cx))?;
+        self.direct.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.headers().contains_key(header::ORIGIN) {
+            futures_util::future::Either::Left(self.cors.call(request))
+        } else {
+            futures_util::future::Either::Right(self.direct.call(request))
+        }
+    }
 }
 
 /// An accepted connection on its way to the worker that will serve it.

@@ -18,12 +18,15 @@ ensure_valgrind() {
 
 # REQUESTS sequential GETs over one keep-alive connection (Python's http.client: its own cost
 # is not counted, only the proxy runs under callgrind).
+# BENCH_ORIGIN (e.g. http://localhost:3000) adds an Origin header: a browser's cross-origin call.
 send_requests() { # port, path prefix, count
-  python3 - "$1" "$2$BENCH_PATH" "$3" "$ANON_KEY" "$ALICE_JWT" <<'PY'
+  python3 - "$1" "$2$BENCH_PATH" "$3" "$ANON_KEY" "$ALICE_JWT" "${BENCH_ORIGIN:-}" <<'PY'
 import http.client, sys
-port, path, count, apikey, jwt = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+port, path, count, apikey, jwt, origin = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 conn = http.client.HTTPConnection("127.0.0.1", int(port))
 headers = {"apikey": apikey, "Authorization": "Bearer " + jwt}
+if origin:
+    headers["Origin"] = origin
 for _ in range(count):
     conn.request("GET", path, headers=headers)
     response = conn.getresponse()

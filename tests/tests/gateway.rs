@@ -568,6 +568,24 @@ async fn cors_answers_listed_origins_only_and_exposes_range_headers() {
         exposed.contains("content-range") && exposed.contains("range-unit"),
         "{exposed}"
     );
+    // Without an Origin (not a CORS request) the answer has no access-control-* headers, and
+    // still says what it varies on.
+    let plain = client()
+        .get(format!("{url}?select=slug"))
+        .header("apikey", &stack.anon_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert!(
+        !plain
+            .headers()
+            .keys()
+            .any(|name| name.as_str().starts_with("access-control-")),
+        "{:?}",
+        plain.headers()
+    );
+    assert!(plain.headers()["vary"].to_str().unwrap().contains("origin"));
     let vary: Vec<_> = actual.headers().get_all("vary").iter().collect();
     assert!(
         vary.iter().any(|v| v.to_str().unwrap().contains("origin")),
