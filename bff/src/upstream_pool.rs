@@ -17,7 +17,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// How long an idle connection stays reusable. Below the upstreams' own keep-alive timeout
 /// (PostgREST closes a connection idle for 30 s): a connection the upstream is closing must not
@@ -34,21 +37,55 @@ pub struct Origin {
     /// `host:port`, which also keys the pool.
     address: String,
     host_header: HeaderValue,
+    transport: Transport,
+}
+
+/// Plain TCP for `http://`, TLS for `https://` (a Supabase project's own URLs).
+#[derive(Debug)]
+enum Transport {
+    Plain,
+    Tls {
+        /// The name the certificate must carry.
+        name: ServerName<'static>,
+        config: Arc<rustls::ClientConfig>,
+    },
 }
 
 /// An upstream URL the pool cannot dial.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}: only http:// upstreams with a host are supported")]
+#[error("{0}: only http:// and https:// upstreams with a host are supported")]
 pub struct UnsupportedUrl(String);
 
 impl Origin {
+    /// The origin of `url`; https is verified against the public web PKI's roots.
     pub fn new(url: &url::Url) -> Result<Origin, UnsupportedUrl> {
+        Origin::with_tls(url, public_tls)
+    }
+
+    fn with_tls(
+        url: &url::Url,
+        tls: impl FnOnce() -> Arc<rustls::ClientConfig>,
+    ) -> Result<Origin, UnsupportedUrl> {
         let unsupported = || UnsupportedUrl(url.to_string());
-        if url.scheme() != "http" {
-            return Err(unsupported());
-        }
         let host = url.host_str().ok_or_else(unsupported)?;
         let port = url.port_or_known_default().ok_or_else(unsupported)?;
+        let transport = match url.scheme() {
+            "http" => Transport::Plain,
+            "https" => {
+                let name = match url.host().ok_or_else(unsupported)? {
+                    url::Host::Domain(domain) => {
+                        ServerName::try_from(domain.to_owned()).map_err(|_| unsupported())?
+                    }
+                    url::Host::Ipv4(ip) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+                    url::Host::Ipv6(ip) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
+                };
+                Transport::Tls {
+                    name,
+                    config: tls(),
+                }
+            }
+            _ => return Err(unsupported()),
+        };
         // The Host header as an HTTP client writes it: the port only when not the default.
         let host_header = match url.port() {
             Some(port) => format!("{host}:{port}"),
@@ -58,8 +95,34 @@ impl Origin {
             // host_str keeps an IPv6 address's brackets, as a socket address string wants them.
             address: format!("{host}:{port}"),
             host_header: HeaderValue::from_str(&host_header).map_err(|_| unsupported())?,
+            transport,
         })
     }
+}
+
+/// TLS to upstreams: the public web PKI's roots (webpki-roots, as reqwest here uses), HTTP/1.1
+/// by ALPN, rustls on ring. Built once.
+fn public_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            tls_config(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+        })
+        .clone()
+}
+
+fn tls_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports rustls's default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// Why a request got no response.
@@ -194,12 +257,31 @@ async fn connect(origin: &Origin) -> Result<SendRequest<Body>, SendError> {
         }
     };
     stream.set_nodelay(true).map_err(connect_failed)?;
+    match &origin.transport {
+        Transport::Plain => handshake(address, TokioIo::new(stream)).await,
+        Transport::Tls { name, config } => {
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            // Certificate and name checked here: a failure is named like a refused connection.
+            let stream = connector
+                .connect(name.clone(), stream)
+                .await
+                .map_err(connect_failed)?;
+            handshake(address, TokioIo::new(stream)).await
+        }
+    }
+}
+
+/// HTTP/1.1 over an open connection, driven by a task of its own on this thread's runtime.
+async fn handshake<I>(address: &str, io: I) -> Result<SendRequest<Body>, SendError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let handshake_failed = |source| SendError::Handshake {
-        address: address.clone(),
+        address: address.to_owned(),
         source,
     };
     let (mut sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(io)
         .await
         .map_err(handshake_failed)?;
     tokio::spawn(async move {
@@ -285,6 +367,112 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
+    /// An https upstream with a certificate from the test CA (src/testdata), answering 200.
+    async fn tls_upstream() -> url::Url {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs =
+            vec![CertificateDer::from_pem_slice(include_bytes!("testdata/localhost.pem")).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/localhost.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = tls.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                    }
+                    // The Host header as sent, echoed back in the body.
+                    let head = String::from_utf8_lossy(&head).to_lowercase();
+                    let host = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("host: "))
+                        .unwrap_or("")
+                        .to_owned();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{host}",
+                        host.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        format!("https://localhost:{port}/").parse().unwrap()
+    }
+
+    fn test_ca() -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(
+                rustls::pki_types::CertificateDer::from_pem_slice(include_bytes!(
+                    "testdata/ca.pem"
+                ))
+                .unwrap(),
+            )
+            .unwrap();
+        tls_config(roots)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn https_upstreams_are_reached_over_verified_tls() {
+        let url = tls_upstream().await;
+        let origin = Origin::with_tls(&url, test_ca).unwrap();
+        let mut request = Request::new(crate::body::full(""));
+        *request.uri_mut() = "/x".parse().unwrap();
+        let response = send(&origin, request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(body, format!("localhost:{}", url.port().unwrap()));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_untrusted_certificate_is_a_connect_error() {
+        let url = tls_upstream().await;
+        // The public roots do not include the test CA.
+        let error = get(&Origin::new(&url).unwrap()).await.unwrap_err();
+        assert!(error.is_connect(), "{error}");
+        assert!(
+            crate::proxy::root_cause(&error).contains("certificate"),
+            "{}",
+            crate::proxy::root_cause(&error)
+        );
+        // Nor does a certificate for localhost serve another name.
+        let other: url::Url = url
+            .as_str()
+            .replace("localhost", "127.0.0.2")
+            .parse()
+            .unwrap();
+        let error = get(&Origin::with_tls(&other, test_ca).unwrap())
+            .await
+            .unwrap_err();
+        assert!(error.is_connect(), "{error}");
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn nobody_listening_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -307,6 +495,10 @@ mod tests {
         let origin = Origin::new(&"http://[::1]:9999".parse().unwrap()).unwrap();
         assert_eq!(origin.address, "[::1]:9999");
         assert!(origin.address.parse::<std::net::SocketAddr>().is_ok());
-        assert!(Origin::new(&"https://auth.example.com".parse().unwrap()).is_err());
+        let origin = Origin::new(&"https://ref.supabase.co/auth/v1".parse().unwrap()).unwrap();
+        assert_eq!(origin.address, "ref.supabase.co:443");
+        assert_eq!(origin.host_header, "ref.supabase.co");
+        assert!(matches!(origin.transport, Transport::Tls { .. }));
+        assert!(Origin::new(&"ftp://files.example.com".parse().unwrap()).is_err());
     }
 }
