@@ -21,6 +21,24 @@ mod settings;
 mod telemetry;
 mod upstream_pool;
 
+#[cfg(test)]
+mod allocator_tests {
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // The index is mimalloc.h's; the option after it is named by the bindings.
+        assert_eq!(
+            libmimalloc_sys::mi_option_use_numa_nodes - 1,
+            super::MI_OPTION_PURGE_DELAY
+        );
+        super::tune_allocator();
+        // SAFETY: reads an option.
+        assert_eq!(
+            unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) },
+            0
+        );
+    }
+}
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -29,6 +47,18 @@ use std::sync::Arc;
 /// mimalloc in place of glibc's malloc: see the note in Cargo.toml.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc.h (v3, as bundled by libmimalloc-sys 0.1.49, which names
+/// the options around it but not this one).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Memory freed back to mimalloc goes back to the OS at once rather than after its default
+/// second: a streamed upload frees its buffers as fast as it makes them, and with the delay the
+/// BFF's peak RSS over a 1 GiB upload was 69 MiB (52 MiB with none; the target is < 64 MiB).
+fn tune_allocator() {
+    // SAFETY: sets one of mimalloc's options, which may be done at any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
 
 #[derive(Parser)]
 #[command(name = "dana-bff", version, about)]
@@ -83,6 +113,7 @@ enum Command {
 const MMAP_THRESHOLD: i32 = 1024 * 1024;
 
 fn main() -> anyhow::Result<()> {
+    tune_allocator();
     // SAFETY: mallopt only changes an allocator parameter; called before any thread starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
