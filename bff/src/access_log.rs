@@ -57,7 +57,7 @@ struct Pending {
     started: Instant,
     method: Method,
     uri: Uri,
-    request_id: Option<HeaderValue>,
+    request_id: HeaderValue,
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for AccessLog<S>
@@ -86,7 +86,7 @@ where
             started: Instant::now(),
             method: request.method().clone(),
             uri: request.uri().clone(),
-            request_id: Some(request_id.clone()),
+            request_id: request_id.clone(),
         });
         AccessLogFuture {
             inner: self.inner.call(request),
@@ -175,11 +175,7 @@ fn write_line(pending: &Pending, status: u16) {
         b'0' + (fraction / 10 % 10) as u8,
         b'0' + (fraction % 10) as u8,
     ];
-    let request_id = pending
-        .request_id
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let request_id = pending.request_id.to_str().unwrap_or("");
     let path = pending.uri.path();
     let mut number = itoa::Buffer::new();
     LINE.with_borrow_mut(|line| {
@@ -248,7 +244,7 @@ mod tests {
             started: Instant::now(),
             method: Method::GET,
             uri: "/rest/v1/a%22b".parse().unwrap(),
-            request_id: Some(HeaderValue::from_static("id-1")),
+            request_id: HeaderValue::from_static("id-1"),
         };
         write_line(&pending, 200);
         let line = LINE.with_borrow(|l| String::from_utf8(l.clone()).unwrap());
@@ -266,7 +262,7 @@ mod tests {
             started: Instant::now() - std::time::Duration::from_micros(12_045),
             method: Method::POST,
             uri: "/rest/v1/items?secret=1".parse().unwrap(),
-            request_id: Some(HeaderValue::from_static("id-2")),
+            request_id: HeaderValue::from_static("id-2"),
         };
         write_line(&pending, 201);
         let line = LINE.with_borrow(|l| String::from_utf8(l.clone()).unwrap());

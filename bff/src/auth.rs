@@ -18,7 +18,6 @@ use constant_time_eq::constant_time_eq;
 use dana_supabase::{Claims, JwtVerifier};
 use http::HeaderMap;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// The project's API keys, compared in constant time because the service_role key is a secret.
 #[derive(Clone)]
@@ -167,7 +166,7 @@ pub fn is_operator(operator_token: Option<&str>, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| bearer_token(v).ok())
         .unwrap_or_default();
-    bool::from(sent.as_bytes().ct_eq(token.as_bytes()))
+    constant_time_eq(sent.as_bytes(), token.as_bytes())
 }
 
 fn bearer_token(value: &str) -> Result<&str, ApiError> {

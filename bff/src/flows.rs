@@ -160,9 +160,7 @@ pub async fn finish(
     let started_by: Option<Vec<u8>> = row.get(1);
     if purpose == Purpose::Integration {
         let same = match (started_by, session) {
-            (Some(a), Some(b)) => {
-                bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()))
-            }
+            (Some(a), Some(b)) => constant_time_eq::constant_time_eq(a.as_slice(), b.as_slice()),
             _ => false,
         };
         if !same {

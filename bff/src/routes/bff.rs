@@ -19,12 +19,12 @@ use crate::body::{json_response, read_json, read_query, Body};
 use crate::error::{ApiError, Problem};
 use crate::flows::{self, NewFlow, Purpose};
 use crate::session::{self, Session, Sessions, COOKIE, LOGIN_COOKIE};
+use constant_time_eq::constant_time_eq;
 use dana_supabase::auth::{AuthError, AuthSession};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 /// A login body is an email and a password; anything larger is not one.
 const MAX_LOGIN_BODY: usize = 16 * 1024;
@@ -222,7 +222,7 @@ async fn logout(
     // The logout URL names the session, so a link that signs *a* user out cannot be forged.
     let sid_matches = query
         .sid
-        .is_some_and(|sid| bool::from(sid.as_bytes().ct_eq(session.sid().as_bytes())));
+        .is_some_and(|sid| constant_time_eq(sid.as_bytes(), session.sid().as_bytes()));
     if !sid_matches {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
