@@ -180,7 +180,7 @@ impl Upstream {
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        strip_response_headers(&mut parts.headers);
         let body = coalesce_small_body(body, self.timeout)
             .await
             .map_err(|e| body_failed(app, self, e))?;
@@ -423,10 +423,11 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus any the
-/// `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    strip(headers, |_| false);
+/// What of an upstream's answer must not reach the browser: besides the hop-by-hop headers,
+/// the upstream's own CORS headers (PostgREST answers any `Origin` with
+/// `Access-Control-Allow-Origin: *`). The BFF alone decides CORS, from `BFF_CORS_ORIGINS`.
+fn strip_response_headers(headers: &mut HeaderMap) {
+    strip(headers, |name| name.as_str().starts_with("access-control-"));
 }
 
 /// What of the browser's request must not reach PostgREST.
@@ -443,7 +444,8 @@ fn strip_request_headers(headers: &mut HeaderMap) {
     });
 }
 
-/// Removes the hop-by-hop headers, those `Connection` names, and those `also` picks. One pass
+/// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1), those
+/// `Connection` names, and those `also` picks. One pass
 /// over the names finds them, so a message with none to drop costs no lookups (a `remove` per
 /// listed name cost ~18 hash lookups per proxied request: BENCHMARKS.md).
 fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
@@ -622,8 +624,21 @@ mod tests {
             ("connection", "close"),
             ("transfer-encoding", "chunked"),
         ]);
-        strip_hop_by_hop(&mut h);
+        strip_response_headers(&mut h);
         assert_eq!(h.len(), 5);
         assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none());
+    }
+
+    #[test]
+    fn an_upstreams_cors_headers_stay_behind() {
+        let mut h = map(&[
+            ("content-type", "application/json"),
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "Content-Range"),
+        ]);
+        strip_response_headers(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["content-type"]);
     }
 }

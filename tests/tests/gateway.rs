@@ -561,6 +561,19 @@ async fn cors_answers_listed_origins_only_and_exposes_range_headers() {
         actual.headers()["access-control-allow-origin"],
         "http://localhost:3000"
     );
+    assert_eq!(actual.headers()["access-control-allow-credentials"], "true");
+    // An origin not on the list reads nothing: no Allow-Origin on the actual answer either.
+    let foreign = client()
+        .get(format!("{url}?select=slug"))
+        .header("origin", "https://evil.example")
+        .header("apikey", &stack.anon_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(foreign
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
     let exposed = actual.headers()["access-control-expose-headers"]
         .to_str()
         .unwrap();
