@@ -25,20 +25,16 @@ ensure_bench_tools() {
   fi
 }
 
-# nginx as a plain reverse proxy with upstream keep-alive, as one would deploy it.
-start_bench_nginx() {
-  local dir=$STATE/nginx-bench
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 2;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 1024; }
+# The `http {}` block of nginx as a plain reverse proxy to PostgREST with upstream keep-alive, as
+# one would deploy it: the same for the wall-clock and the instruction-count benchmarks.
+nginx_proxy_http_block() { # folder for the access log, port, upstream keep-alive connections
+  cat <<CONF
 http {
-  access_log $dir/access.log;
-  upstream postgrest { server 127.0.0.1:$POSTGREST_PORT; keepalive 64; }
+  access_log $1/access.log;
+  upstream postgrest { server 127.0.0.1:$POSTGREST_PORT; keepalive $3; }
   server {
-    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$2;
+    location / { return 200; }
     location /rest/v1/ {
       proxy_pass http://postgrest/;
       proxy_http_version 1.1;
@@ -48,6 +44,20 @@ http {
   }
 }
 CONF
+}
+
+start_bench_nginx() {
+  local dir=$STATE/nginx-bench
+  mkdir -p "$dir"
+  {
+    cat <<CONF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+CONF
+    nginx_proxy_http_block "$dir" "$NGINX_PORT" 64
+  } >"$dir/nginx.conf"
   nginx -c "$dir/nginx.conf" -p "$dir"
   wait_http "http://127.0.0.1:$NGINX_PORT/rest/v1/" nginx
 }

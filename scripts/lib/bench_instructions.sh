@@ -77,28 +77,17 @@ gateway_instructions_bench() {
   ensure_bench_tools
   local dir=$STATE/instructions
   mkdir -p "$dir/nginx"
-  cat >"$dir/nginx.conf" <<CONF
+  {
+    cat <<CONF
 daemon off;
 master_process off;
 worker_processes 1;
 pid $dir/nginx/nginx.pid;
 error_log $dir/nginx/error.log warn;
 events { worker_connections 64; }
-http {
-  access_log $dir/nginx/access.log;
-  upstream postgrest { server 127.0.0.1:$POSTGREST_PORT; keepalive 8; }
-  server {
-    listen 127.0.0.1:$CALLGRIND_NGINX_PORT;
-    location / { return 200; }
-    location /rest/v1/ {
-      proxy_pass http://postgrest/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Cookie "";
-    }
-  }
-}
 CONF
+    nginx_proxy_http_block "$dir/nginx" "$CALLGRIND_NGINX_PORT" 8
+  } >"$dir/nginx.conf"
   log "counting dana-bff's instructions over $REQUESTS requests (callgrind; slow)"
   local bff_dump nginx_dump
   # The settings go in the environment, not through `env`: valgrind would count `env` and let
