@@ -300,6 +300,20 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// A request head read off a test upstream's connection; `None` once the client closed it.
+    async fn read_head(io: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = io.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Some(head)
+    }
+
     /// An upstream that answers each request on a connection with a fixed 200, and closes the
     /// connection after `per_connection` answers. Counts the connections it accepted.
     async fn upstream(per_connection: usize) -> (Origin, Arc<AtomicUsize>) {
@@ -314,15 +328,9 @@ mod tests {
                 let (mut socket, _) = listener.accept().await.unwrap();
                 counter.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
                     for _ in 0..per_connection {
-                        let mut head = Vec::new();
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let n = socket.read(&mut buf).await.unwrap_or(0);
-                            if n == 0 {
-                                return;
-                            }
-                            head.extend_from_slice(&buf[..n]);
+                        if read_head(&mut socket).await.is_none() {
+                            return;
                         }
                         let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                         if socket.write_all(answer).await.is_err() {
@@ -393,15 +401,9 @@ mod tests {
                     let Ok(mut tls) = acceptor.accept(socket).await else {
                         return;
                     };
-                    let mut buf = vec![0u8; 4096];
-                    let mut head = Vec::new();
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let n = tls.read(&mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        head.extend_from_slice(&buf[..n]);
-                    }
+                    let Some(head) = read_head(&mut tls).await else {
+                        return;
+                    };
                     // The Host header as sent, echoed back in the body.
                     let head = String::from_utf8_lossy(&head).to_lowercase();
                     let host = head
