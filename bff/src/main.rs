@@ -19,7 +19,7 @@ mod server;
 mod session;
 mod settings;
 mod telemetry;
-mod upstream_pool;
+mod upstream;
 
 #[cfg(test)]
 mod allocator_tests {

@@ -10,13 +10,14 @@ use crate::app::App;
 use crate::body::{Body, BoxError};
 use crate::body_limit::{self, SharedBody};
 use crate::error::ApiError;
-use crate::upstream_pool::{self, Origin, SendError, UnsupportedUrl};
+use crate::upstream::wire::{self, RequestFraming, RequestHead};
+use crate::upstream::{self, Origin, SendError, UnsupportedUrl, UpstreamBody};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
-use hyper::body::Frame;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Frame, Incoming};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -82,34 +83,13 @@ impl Upstream {
         }
     }
 
-    /// The origin-form target (`/base/path?query`) of a request to `path` under the base.
-    fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
-        let path = if path.is_empty() && self.base_path.is_empty() {
-            "/"
-        } else {
-            path
-        };
-        let mut target = String::with_capacity(
-            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
-        );
-        target.push_str(&self.base_path);
-        target.push_str(path);
-        if let Some(q) = query {
-            target.push('?');
-            target.push_str(q);
-        }
-        Uri::try_from(target).map_err(|e| ApiError::UpstreamFailed {
-            upstream: self.name,
-            details: format!("bad URI: {e}"),
-        })
-    }
-
-    /// Sends `request` to `path` under the base and answers with the upstream's response.
+    /// Sends `request`, its path with `prefix` replaced by the base URL's path, and answers
+    /// with the upstream's response.
     pub async fn forward(
         &self,
         app: &App,
         request: Request<Incoming>,
-        path: &str,
+        prefix: &str,
         credentials: Credentials,
     ) -> Result<Response<Body>, ApiError> {
         if declared_length(request.headers()).is_some_and(|len| len > self.max_body_bytes) {
@@ -120,49 +100,28 @@ impl Upstream {
                 limit: self.max_body_bytes,
             });
         }
+        let origin = self.origin(app)?;
         let (parts, body) = request.into_parts();
-        let uri = self.uri(path, parts.uri.query())?;
-        let mut headers = parts.headers;
-        strip_request_headers(&mut headers);
-        if let Credentials::Bearer(authorization) = credentials {
-            headers.remove("apikey");
-            headers.insert(header::AUTHORIZATION, authorization);
-        }
-        if parts.method == http::Method::HEAD {
-            // PostgREST answers HEAD with neither Content-Length nor chunked encoding and then
-            // closes the connection; hyper would pool it as reusable and the next request on it
-            // would meet a reset. Asking for the close keeps it out of the pool.
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if let Some(value) = parts
-            .extensions
-            .get::<PeerAddr>()
-            .and_then(|peer| peer.forwarded_for.clone())
-        {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), value);
-        }
-        // A pooled connection the upstream has just closed fails the request written on it
-        // ("connection reset"). A request without a body that changes nothing is sent once more,
-        // on another connection, as nginx's proxy_next_upstream does; anything else is answered.
-        let retry = is_bodiless_and_safe(&parts.method, &headers)
-            .then(|| HeadCopy::of(&parts.method, &uri, &headers));
-
-        // A chunked body that runs past the limit fails while streaming; see `classify`.
-        let shared = SharedBody::new(body);
-        let limited: Body = shared.limited(self.max_body_bytes).boxed();
-        let mut upstream_request = Request::new(limited);
-        *upstream_request.method_mut() = parts.method;
-        *upstream_request.uri_mut() = uri;
-        *upstream_request.headers_mut() = headers;
-
-        let mut sent = self.send(upstream_request).await;
-        if let (Ok(Err(error)), Some(copy)) = (&sent, retry) {
-            if !error.is_connect() {
-                tracing::debug!(error = %root_cause(error), "retrying a bodiless request on another connection");
-                sent = self.send(copy.into_request()).await;
-            }
-        }
-        let response = match sent {
+        let has_body = !body.is_end_stream();
+        let head = self.request_head(origin, &parts, prefix, credentials, has_body)?;
+        let exchange = upstream::Exchange {
+            head: &head,
+            // A pooled connection the upstream has just closed fails the request written on it.
+            // One that changes nothing is sent once more, on another connection; anything else
+            // is answered.
+            resend_if_reset: matches!(
+                parts.method,
+                http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+            ),
+            drop_response_field: is_upstream_cors_field,
+        };
+        // A body that runs past the limit fails while streaming; see `classify`.
+        let shared = has_body.then(|| SharedBody::new(body));
+        let limited = shared
+            .as_ref()
+            .map(|shared| shared.limited(self.max_body_bytes));
+        let sent = tokio::time::timeout(self.timeout, upstream::send(origin, &exchange, limited));
+        let response = match sent.await {
             Err(_) => {
                 app.metrics.upstream_error(self.metric, "timeout");
                 return Err(ApiError::UpstreamTimeout {
@@ -172,23 +131,109 @@ impl Upstream {
             }
             Ok(Err(error)) => {
                 let error = classify(app, self, error);
-                if matches!(error, ApiError::BodyTooLarge { .. }) {
+                if let (ApiError::BodyTooLarge { .. }, Some(shared)) = (&error, shared) {
                     body_limit::drain(shared).await;
                 }
                 return Err(error);
             }
             Ok(Ok(response)) => response,
         };
-        let (mut parts, body) = response.into_parts();
-        strip_response_headers(&mut parts.headers);
+        let (parts, body) = response.into_parts();
         let body = coalesce_small_body(body, self.timeout)
             .await
             .map_err(|e| body_failed(app, self, e))?;
         Ok(Response::from_parts(parts, body))
     }
-}
 
-impl Upstream {
+    /// The origin to dial; an unsupported URL answers as an unreachable upstream.
+    fn origin(&self, app: &App) -> Result<&Origin, ApiError> {
+        self.origin.as_ref().map_err(|unsupported| {
+            app.metrics.upstream_error(self.metric, "connect");
+            ApiError::UpstreamDown {
+                upstream: self.name,
+                details: unsupported.to_string(),
+            }
+        })
+    }
+
+    /// The head PostgREST (or Supabase Auth) gets: the client's, less what must not go
+    /// upstream (hop-by-hop fields, the browser's cookie and CSRF header, forwarding fields, the
+    /// client's `Host`), with the route's credentials and the peer's `X-Forwarded-For`. Written
+    /// out in one pass over the client's fields.
+    fn request_head(
+        &self,
+        origin: &Origin,
+        parts: &http::request::Parts,
+        prefix: &str,
+        credentials: Credentials,
+        has_body: bool,
+    ) -> Result<RequestHead, ApiError> {
+        let path = parts.uri.path().strip_prefix(prefix).unwrap_or_default();
+        let path = if path.is_empty() && self.base_path.is_empty() {
+            "/"
+        } else {
+            path
+        };
+        let query = parts.uri.query();
+        let target = [
+            self.base_path.as_str(),
+            path,
+            if query.is_some() { "?" } else { "" },
+            query.unwrap_or_default(),
+        ];
+        let mut head = RequestHead::new(&parts.method, &target, origin.host_header()).map_err(
+            |e| ApiError::UpstreamFailed {
+                upstream: self.name,
+                details: e.to_string(),
+            },
+        )?;
+        let named = fields_named_by_connection(&parts.headers);
+        let bearer = match credentials {
+            Credentials::Bearer(authorization) => Some(authorization),
+            Credentials::AsSent => None,
+        };
+        let (mut length, mut transfer_coded) = (None, false);
+        for (name, value) in &parts.headers {
+            if *name == header::CONTENT_LENGTH {
+                length = Some(value);
+                continue;
+            }
+            transfer_coded |= *name == header::TRANSFER_ENCODING;
+            if wire::is_connection_field(name)
+                || is_private_request_field(name)
+                || named.contains(name)
+                || bearer.is_some() && (*name == header::AUTHORIZATION || name == "apikey")
+            {
+                continue;
+            }
+            head.header(name, value);
+        }
+        if let Some(authorization) = &bearer {
+            head.header(&header::AUTHORIZATION, authorization);
+        }
+        if let Some(peer) = parts.extensions.get::<PeerAddr>() {
+            if let Some(forwarded_for) = &peer.forwarded_for {
+                head.header(&X_FORWARDED_FOR, forwarded_for);
+            }
+        }
+        if parts.method == http::Method::HEAD {
+            // PostgREST answers HEAD and then closes the connection: asking for the close keeps
+            // a closing connection out of the pool.
+            head.close_after();
+        }
+        // A body the client framed by chunks goes on in chunks, whatever length it also claimed
+        // (RFC 9112 §6.3: the length is to be ignored then).
+        let framing = match length {
+            Some(length) if !transfer_coded => {
+                head.header(&header::CONTENT_LENGTH, length);
+                RequestFraming::Length
+            }
+            _ if has_body => RequestFraming::Chunked,
+            _ => RequestFraming::None,
+        };
+        Ok(head.finish(framing))
+    }
+
     /// A bodiless request of the BFF's own (readiness), answered with the status or why none
     /// came within `within`.
     pub async fn probe(
@@ -198,15 +243,19 @@ impl Upstream {
         within: Duration,
     ) -> Result<http::StatusCode, String> {
         let url = format!("{}{path}", self.base);
-        let mut request = Request::new(crate::body::full(""));
-        *request.method_mut() = method;
-        *request.uri_mut() = self.uri(path, None).map_err(|e| e.to_string())?;
-        // See `forward`: PostgREST closes the connection after a HEAD.
-        request
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
         let origin = self.origin.as_ref().map_err(|e| e.to_string())?;
-        match tokio::time::timeout(within, upstream_pool::send(origin, request)).await {
+        let mut head = RequestHead::new(&method, &[&self.base_path, path], origin.host_header())
+            .map_err(|e| e.to_string())?;
+        // See `request_head`: PostgREST closes the connection after a HEAD.
+        head.close_after();
+        let head = head.finish(RequestFraming::None);
+        let exchange = upstream::Exchange {
+            head: &head,
+            resend_if_reset: true,
+            drop_response_field: |_| false,
+        };
+        let sent = upstream::send(origin, &exchange, None::<http_body_util::Empty<Bytes>>);
+        match tokio::time::timeout(within, sent).await {
             Err(_) => Err(format!(
                 "{} did not answer within {} s ({url})",
                 self.name,
@@ -220,96 +269,19 @@ impl Upstream {
             Ok(Ok(response)) => Ok(response.status()),
         }
     }
-
-    /// One attempt, within the upstream's timeout (`Err` when it ran out).
-    async fn send(
-        &self,
-        request: Request<Body>,
-    ) -> Result<Result<Response<Incoming>, SendError>, tokio::time::error::Elapsed> {
-        let origin = match &self.origin {
-            Ok(origin) => origin,
-            Err(unsupported) => {
-                return Ok(Err(SendError::Connect {
-                    address: self.base.clone(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        unsupported.to_string(),
-                    ),
-                }))
-            }
-        };
-        tokio::time::timeout(self.timeout, upstream_pool::send(origin, request)).await
-    }
 }
 
-/// A bodiless request's head, kept to send it once more (see `forward`). The target and the
-/// headers are copied into one buffer: a clone of the `HeaderMap` and `Uri` cost ~2,300
-/// instructions per request (the first clone of each value parsed off the wire allocates), for
-/// a copy that is almost never used.
-struct HeadCopy {
-    method: http::Method,
-    /// The origin-form target, then each header's name and value.
-    bytes: Vec<u8>,
-    target_end: usize,
-    /// Per header: where its name ends and its value ends in `bytes`.
-    ends: Vec<(usize, usize)>,
-}
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-impl HeadCopy {
-    fn of(method: &http::Method, uri: &Uri, headers: &HeaderMap) -> HeadCopy {
-        let target = uri.path_and_query().map_or("/", |p| p.as_str());
-        let size = target.len()
-            + headers
-                .iter()
-                .map(|(name, value)| name.as_str().len() + value.len())
-                .sum::<usize>();
-        let mut bytes = Vec::with_capacity(size);
-        bytes.extend_from_slice(target.as_bytes());
-        let target_end = bytes.len();
-        let mut ends = Vec::with_capacity(headers.len());
-        for (name, value) in headers {
-            bytes.extend_from_slice(name.as_str().as_bytes());
-            let name_end = bytes.len();
-            bytes.extend_from_slice(value.as_bytes());
-            ends.push((name_end, bytes.len()));
-        }
-        HeadCopy {
-            method: method.clone(),
-            bytes,
-            target_end,
-            ends,
-        }
-    }
-
-    /// The same request again. Every part was valid when copied, so none is dropped.
-    fn into_request(self) -> Request<Body> {
-        let mut request = Request::new(crate::body::full(""));
-        *request.method_mut() = self.method;
-        if let Ok(uri) = Uri::try_from(&self.bytes[..self.target_end]) {
-            *request.uri_mut() = uri;
-        }
-        let headers = request.headers_mut();
-        let mut start = self.target_end;
-        for (name_end, value_end) in self.ends {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&self.bytes[start..name_end]),
-                HeaderValue::from_bytes(&self.bytes[name_end..value_end]),
-            ) {
-                headers.append(name, value);
-            }
-            start = value_end;
-        }
-        request
-    }
-}
-
-/// GET, HEAD and OPTIONS without a body: safe to send twice.
-fn is_bodiless_and_safe(method: &http::Method, headers: &HeaderMap) -> bool {
-    matches!(
-        *method,
-        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-    ) && !headers.contains_key(header::TRANSFER_ENCODING)
-        && declared_length(headers).is_none_or(|len| len == 0)
+/// The fields a request's `Connection` header names (none, nearly always): hop-by-hop too.
+fn fields_named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .iter()
+        .filter(|(name, _)| **name == header::CONNECTION)
+        .filter_map(|(_, value)| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
 }
 
 /// Up to this much of a response is gathered before the first byte goes out.
@@ -326,37 +298,48 @@ const COALESCE_LIMIT: usize = 64 * 1024;
 ///
 /// Errors come back while nothing has gone to the client yet, so the caller can still answer
 /// with a status of its own.
-async fn coalesce_small_body(mut body: Incoming, idle: Duration) -> Result<Body, BoxError> {
+async fn coalesce_small_body(mut body: UpstreamBody, idle: Duration) -> Result<Body, BoxError> {
+    // The first piece as it came (an answer in one piece is not copied), then all of them.
+    let mut first: Option<Bytes> = None;
     let mut gathered = bytes::BytesMut::new();
-    let mut held_back = None;
-    while gathered.len() <= COALESCE_LIMIT {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Ok(frame) => frame.map(|f| f.map_err(BoxError::from)),
-            Err(_) => Some(Err(BoxError::from(crate::body::Stalled(idle)))),
-        };
-        match frame {
-            None => return Ok(crate::body::full(gathered.freeze())),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => gathered.extend_from_slice(&data),
-                // Trailers (PostgREST sends none) end the gathering and pass on as they came.
-                Err(trailers) => {
-                    held_back = Some(Ok(Frame::trailers(
-                        trailers.into_trailers().unwrap_or_default(),
-                    )));
-                    break;
-                }
+    let mut size = 0;
+    while size <= COALESCE_LIMIT {
+        if body.is_end_stream() {
+            return Ok(crate::body::full(gathered_bytes(first, gathered)));
+        }
+        // Most answers are read already: no timer for a piece that is there.
+        let frame = match futures_util::FutureExt::now_or_never(body.frame()) {
+            Some(frame) => frame,
+            None => match tokio::time::timeout(idle, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => return Err(BoxError::from(crate::body::Stalled(idle))),
             },
-            Some(Err(e)) => return Err(e),
+        };
+        let Some(frame) = frame else {
+            return Ok(crate::body::full(gathered_bytes(first, gathered)));
+        };
+        // An upstream body yields data only (trailers are dropped by the client).
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        size += data.len();
+        match first.take() {
+            None if gathered.is_empty() => first = Some(data),
+            earlier => {
+                gathered.extend_from_slice(&earlier.unwrap_or_default());
+                gathered.extend_from_slice(&data);
+            }
         }
     }
-    let head = futures_util::stream::iter(
-        std::iter::once(Ok(Frame::data(gathered.freeze()))).chain(held_back),
-    );
-    let rest = BodyStream::new(crate::body::IdleTimeout::new(
-        body.map_err(BoxError::from),
-        idle,
-    ));
+    let head = futures_util::stream::once(std::future::ready(Ok(Frame::data(gathered_bytes(
+        first, gathered,
+    )))));
+    let rest = BodyStream::new(crate::body::IdleTimeout::new(body, idle));
     Ok(BodyExt::boxed(StreamBody::new(head.chain(rest))))
+}
+
+fn gathered_bytes(first: Option<Bytes>, gathered: bytes::BytesMut) -> Bytes {
+    first.unwrap_or_else(|| gathered.freeze())
 }
 
 /// The answer when PostgREST's body failed before anything went to the client.
@@ -423,59 +406,23 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// What of an upstream's answer must not reach the browser: besides the hop-by-hop headers,
-/// the upstream's own CORS headers (PostgREST answers any `Origin` with
+/// What of an upstream's answer must not reach the browser besides the fields of the
+/// connection: the upstream's own CORS headers (PostgREST answers any `Origin` with
 /// `Access-Control-Allow-Origin: *`). The BFF alone decides CORS, from `BFF_CORS_ORIGINS`.
-fn strip_response_headers(headers: &mut HeaderMap) {
-    strip(headers, |name| name.as_str().starts_with("access-control-"));
+fn is_upstream_cors_field(name: &HeaderName) -> bool {
+    name.as_str().starts_with("access-control-")
 }
 
-/// What of the browser's request must not reach PostgREST.
-fn strip_request_headers(headers: &mut HeaderMap) {
-    strip(headers, |name| {
-        // The session cookie belongs to the BFF (PostgREST would expose it to SQL as
-        // request.cookies); the client's Host and Expect are for our own server; only the BFF
-        // may say who the peer is, and by what name and path it was reached.
-        *name == header::COOKIE
-            || *name == crate::auth::CSRF_HEADER
-            || *name == header::HOST
-            || *name == header::EXPECT
-            || is_forwarding_header(name.as_str())
-    });
-}
-
-/// Removes the headers that describe one connection, not the message (RFC 9110 §7.6.1), those
-/// `Connection` names, and those `also` picks. One pass
-/// over the names finds them, so a message with none to drop costs no lookups (a `remove` per
-/// listed name cost ~18 hash lookups per proxied request: BENCHMARKS.md).
-fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
-    let mut doomed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    doomed.extend(
-        headers
-            .keys()
-            .filter(|name| is_hop_by_hop(name) || also(name))
-            .cloned(),
-    );
-    for name in doomed {
-        headers.remove(name);
-    }
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::TE
-        || *name == header::TRAILER
-        || *name == header::UPGRADE
-        || *name == header::PROXY_AUTHORIZATION
-        || *name == header::PROXY_AUTHENTICATE
-        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+/// What of the browser's request must not reach PostgREST besides the fields of the connection.
+/// The session cookie belongs to the BFF (PostgREST would expose it to SQL as
+/// request.cookies); the client's Host and Expect are for our own server; only the BFF may say
+/// who the peer is, and by what name and path it was reached.
+fn is_private_request_field(name: &HeaderName) -> bool {
+    *name == header::COOKIE
+        || *name == crate::auth::CSRF_HEADER
+        || *name == header::HOST
+        || *name == header::EXPECT
+        || is_forwarding_header(name.as_str())
 }
 
 /// Headers by which proxies and CDNs tell an upstream about the client (its address, the host,
@@ -527,22 +474,72 @@ pub fn has_dot_segment(path: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v)))
-            .collect()
+    fn postgrest(base: &str) -> Upstream {
+        Upstream::new(
+            &base.parse().unwrap(),
+            "PostgREST",
+            "postgrest",
+            Duration::from_secs(1),
+            1024,
+        )
+    }
+
+    /// The head `postgrest` would send for `request`: its request line and its fields, in order.
+    fn sent_head(
+        upstream: &Upstream,
+        request: Request<()>,
+        credentials: Credentials,
+        has_body: bool,
+    ) -> (String, Vec<(String, String)>) {
+        let (parts, ()) = request.into_parts();
+        let origin = upstream.origin.as_ref().unwrap();
+        let head = upstream
+            .request_head(origin, &parts, "/rest/v1", credentials, has_body)
+            .unwrap();
+        let text = String::from_utf8(head.bytes().to_vec()).unwrap();
+        let (line, fields) = text.split_once("\r\n").unwrap();
+        assert!(fields.ends_with("\r\n\r\n"), "{text}");
+        let fields = fields
+            .trim_end()
+            .lines()
+            .map(|field| {
+                let (name, value) = field.split_once(": ").unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        (line.to_owned(), fields)
+    }
+
+    fn request(
+        method: http::Method,
+        uri: &str,
+        fields: &[(&'static str, &'static str)],
+    ) -> Request<()> {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in fields {
+            request = request.header(*name, *value);
+        }
+        let mut request = request.body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(PeerAddr::new("10.1.2.3:5555".parse().unwrap()));
+        request
+    }
+
+    fn names(fields: &[(String, String)]) -> Vec<&str> {
+        let mut names: Vec<&str> = fields.iter().map(|(name, _)| name.as_str()).collect();
+        names.sort();
+        names
     }
 
     #[test]
     fn cookies_credentials_and_hop_by_hop_headers_stay_behind() {
-        let mut h = map(&[
+        let fields = [
             ("cookie", "dana_session=secret"),
             ("x-csrf", "1"),
             ("connection", "keep-alive, x-private-hop"),
             ("x-private-hop", "1"),
             ("keep-alive", "timeout=5"),
-            ("transfer-encoding", "chunked"),
             ("te", "trailers"),
             ("upgrade", "websocket"),
             ("x-forwarded-for", "6.6.6.6"),
@@ -553,6 +550,7 @@ mod tests {
             ("forwarded", "for=6.6.6.6"),
             ("x-real-ip", "6.6.6.6"),
             ("host", "bff.example.com"),
+            ("expect", "100-continue"),
             ("prefer", "return=representation,count=exact"),
             ("range", "0-9"),
             ("range-unit", "items"),
@@ -561,35 +559,104 @@ mod tests {
             ("content-profile", "public"),
             ("content-type", "application/json"),
             ("x-client-info", "supabase-js/2"),
-        ]);
-        strip_request_headers(&mut h);
-        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        left.sort();
+            ("apikey", "the-anon-key"),
+            ("authorization", "Bearer the-anon-key"),
+        ];
+        let upstream = postgrest("http://127.0.0.1:3000");
+        let (line, sent) = sent_head(
+            &upstream,
+            request(http::Method::GET, "/rest/v1/items?id=eq.1", &fields),
+            Credentials::AsSent,
+            false,
+        );
+        assert_eq!(line, "GET /items?id=eq.1 HTTP/1.1");
         assert_eq!(
-            left,
+            names(&sent),
             [
                 "accept",
                 "accept-profile",
+                "apikey",
+                "authorization",
                 "content-profile",
                 "content-type",
+                "host",
                 "prefer",
                 "range",
                 "range-unit",
-                "x-client-info"
+                "x-client-info",
+                "x-forwarded-for"
             ]
         );
+        let value = |name: &str| {
+            sent.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("host"), Some("127.0.0.1:3000"));
+        assert_eq!(value("x-forwarded-for"), Some("10.1.2.3"));
     }
 
     #[test]
-    fn a_head_copy_gives_back_the_same_request() {
-        let mut headers = map(&[("accept", "application/json"), ("apikey", "k")]);
-        headers.append("x-twice", HeaderValue::from_static("1"));
-        headers.append("x-twice", HeaderValue::from_static("2"));
-        let uri: Uri = "/items?select=id&id=eq.1".parse().unwrap();
-        let again = HeadCopy::of(&http::Method::HEAD, &uri, &headers).into_request();
-        assert_eq!(again.method(), http::Method::HEAD);
-        assert_eq!(again.uri(), &uri);
-        assert_eq!(again.headers(), &headers);
+    fn a_verified_token_replaces_the_clients_credentials() {
+        let upstream = postgrest("http://127.0.0.1:3000/base/");
+        let (line, sent) = sent_head(
+            &upstream,
+            request(
+                http::Method::GET,
+                "/rest/v1",
+                &[("apikey", "k"), ("authorization", "Bearer client")],
+            ),
+            Credentials::Bearer(HeaderValue::from_static("Bearer verified")),
+            false,
+        );
+        assert_eq!(line, "GET /base HTTP/1.1");
+        assert_eq!(names(&sent), ["authorization", "host", "x-forwarded-for"]);
+        assert!(sent.contains(&("authorization".into(), "Bearer verified".into())));
+    }
+
+    #[test]
+    fn bodies_are_framed_by_length_or_else_by_chunks() {
+        let upstream = postgrest("http://127.0.0.1:3000");
+        let framed = |fields: &[(&'static str, &'static str)], has_body: bool| {
+            let (_, sent) = sent_head(
+                &upstream,
+                request(http::Method::POST, "/rest/v1/items", fields),
+                Credentials::AsSent,
+                has_body,
+            );
+            sent.into_iter()
+                .filter(|(name, _)| name == "content-length" || name == "transfer-encoding")
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            framed(&[("content-length", "2")], true),
+            [("content-length".to_owned(), "2".to_owned())]
+        );
+        // Chunked by the client, whatever length it claimed too: chunked upstream, no length.
+        assert_eq!(
+            framed(
+                &[("content-length", "4"), ("transfer-encoding", "chunked")],
+                true
+            ),
+            [("transfer-encoding".to_owned(), "chunked".to_owned())]
+        );
+        assert_eq!(
+            framed(&[], true),
+            [("transfer-encoding".to_owned(), "chunked".to_owned())]
+        );
+        assert!(framed(&[], false).is_empty());
+    }
+
+    #[test]
+    fn a_head_request_asks_for_the_close() {
+        let upstream = postgrest("http://127.0.0.1:3000");
+        let (_, sent) = sent_head(
+            &upstream,
+            request(http::Method::HEAD, "/rest/v1/items", &[]),
+            Credentials::AsSent,
+            false,
+        );
+        assert!(sent.contains(&("connection".into(), "close".into())));
     }
 
     #[test]
@@ -614,31 +681,38 @@ mod tests {
     }
 
     #[test]
-    fn postgrest_response_headers_pass() {
-        let mut h = map(&[
-            ("content-range", "0-9/42"),
-            ("range-unit", "items"),
-            ("location", "/notes?id=eq.1"),
-            ("preference-applied", "return=representation"),
-            ("content-profile", "public"),
-            ("connection", "close"),
-            ("transfer-encoding", "chunked"),
-        ]);
-        strip_response_headers(&mut h);
-        assert_eq!(h.len(), 5);
-        assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none());
-    }
-
-    #[test]
-    fn an_upstreams_cors_headers_stay_behind() {
-        let mut h = map(&[
-            ("content-type", "application/json"),
-            ("access-control-allow-origin", "*"),
-            ("access-control-allow-credentials", "true"),
-            ("access-control-expose-headers", "Content-Range"),
-        ]);
-        strip_response_headers(&mut h);
-        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["content-type"]);
+    fn postgrest_response_headers_pass_but_its_cors_headers_stay_behind() {
+        let raw = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-range: 0-9/42\r\nrange-unit: items\r\nlocation: /notes?id=eq.1\r\npreference-applied: return=representation\r\ncontent-profile: public\r\naccess-control-allow-origin: *\r\naccess-control-allow-credentials: true\r\naccess-control-expose-headers: Content-Range\r\ntransfer-encoding: chunked\r\n\r\n";
+        let parsed = wire::parse_response_head(raw.as_bytes()).unwrap().unwrap();
+        let upstream = postgrest("http://127.0.0.1:3000");
+        let (parts, ()) = request(http::Method::GET, "/rest/v1/x", &[]).into_parts();
+        let head = upstream
+            .request_head(
+                upstream.origin.as_ref().unwrap(),
+                &parts,
+                "/rest/v1",
+                Credentials::AsSent,
+                false,
+            )
+            .unwrap();
+        let answer = wire::answer(
+            &parsed,
+            &Bytes::from_static(raw.as_bytes()),
+            &head,
+            is_upstream_cors_field,
+        )
+        .unwrap();
+        let left: Vec<&str> = answer.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            left,
+            [
+                "content-type",
+                "content-range",
+                "range-unit",
+                "location",
+                "preference-applied",
+                "content-profile"
+            ]
+        );
     }
 }

@@ -28,9 +28,8 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
         .uri()
         .path()
         .strip_prefix("/auth/v1")
-        .unwrap_or_default()
-        .to_owned();
-    if !OPEN_PATHS.contains(&path.as_str()) {
+        .unwrap_or_default();
+    if !OPEN_PATHS.contains(&path) {
         let key = match request.headers().get("apikey") {
             Some(value) => Some(
                 value
@@ -51,6 +50,6 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
         }
     }
     upstream
-        .forward(app, request, &path, Credentials::AsSent)
+        .forward(app, request, "/auth/v1", Credentials::AsSent)
         .await
 }

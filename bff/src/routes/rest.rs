@@ -73,14 +73,8 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
         _ => HeaderValue::from_str(&format!("Bearer {}", caller.token))
             .map_err(|_| ApiError::NotBearer)?,
     };
-    let path = request
-        .uri()
-        .path()
-        .strip_prefix("/rest/v1")
-        .unwrap_or_default()
-        .to_owned();
     app.postgrest
         .upstream
-        .forward(app, request, &path, Credentials::Bearer(authorization))
+        .forward(app, request, "/rest/v1", Credentials::Bearer(authorization))
         .await
 }
