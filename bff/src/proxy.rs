@@ -181,12 +181,13 @@ impl Upstream {
             if query.is_some() { "?" } else { "" },
             query.unwrap_or_default(),
         ];
-        let mut head = RequestHead::new(&parts.method, &target, origin.host_header()).map_err(
-            |e| ApiError::UpstreamFailed {
-                upstream: self.name,
-                details: e.to_string(),
-            },
-        )?;
+        let mut head =
+            RequestHead::new(&parts.method, &target, origin.host_header()).map_err(|e| {
+                ApiError::UpstreamFailed {
+                    upstream: self.name,
+                    details: e.to_string(),
+                }
+            })?;
         let named = fields_named_by_connection(&parts.headers);
         let bearer = match credentials {
             Credentials::Bearer(authorization) => Some(authorization),

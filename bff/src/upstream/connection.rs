@@ -84,12 +84,11 @@ impl Connection {
             self.read_buf.reserve(self.read_size);
         }
         let offered = self.read_buf.capacity() - self.read_buf.len();
-        let read =
-            std::task::ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.stream),
-                cx,
-                &mut self.read_buf
-            ))?;
+        let read = std::task::ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.stream),
+            cx,
+            &mut self.read_buf
+        ))?;
         if read == offered && self.read_size < MAX_READ {
             self.read_size *= 2;
         }

@@ -463,7 +463,16 @@ mod tests {
     /// `per_connection` answers.
     async fn upstream(per_connection: usize) -> (Origin, Arc<AtomicUsize>) {
         let (origin, accepted, _) = match per_connection {
-            1 => scripted(|i| if i == 0 { Step::Answer(OK) } else { Step::HangUp }).await,
+            1 => {
+                scripted(|i| {
+                    if i == 0 {
+                        Step::Answer(OK)
+                    } else {
+                        Step::HangUp
+                    }
+                })
+                .await
+            }
             _ => scripted(|_| Step::Answer(OK)).await,
         };
         (origin, accepted)
@@ -536,8 +545,14 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_request_with_a_body_is_never_sent_twice() {
-        let (origin, accepted, requests) =
-            scripted(|i| if i == 0 { Step::Answer(OK) } else { Step::HangUp }).await;
+        let (origin, accepted, requests) = scripted(|i| {
+            if i == 0 {
+                Step::Answer(OK)
+            } else {
+                Step::HangUp
+            }
+        })
+        .await;
         assert_eq!(get(&origin).await.unwrap(), 200);
         let error = call(&origin, http::Method::POST, Some("{}"))
             .await
@@ -623,7 +638,9 @@ mod tests {
         assert_eq!(response.status(), 200);
         let request = requests.lock().unwrap()[0].clone();
         assert!(
-            request.ends_with("transfer-encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n"),
+            request.ends_with(
+                "transfer-encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n"
+            ),
             "{request}"
         );
     }

@@ -451,9 +451,7 @@ impl Chunked {
                         buf.advance(end + 2);
                         *self = Chunked::Trailers(seen + end + 2);
                     }
-                    None if seen + buf.len() <= MAX_TRAILER_BYTES => {
-                        return Ok(Decoded::NeedMore)
-                    }
+                    None if seen + buf.len() <= MAX_TRAILER_BYTES => return Ok(Decoded::NeedMore),
                     _ => return Err(WireError::Chunked("trailer section too long")),
                 },
                 Chunked::Done => return Ok(Decoded::End),
@@ -543,7 +541,12 @@ mod tests {
         let names: Vec<&str> = answer.headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(
             names,
-            ["content-type", "content-range", "set-cookie", "content-length"]
+            [
+                "content-type",
+                "content-range",
+                "set-cookie",
+                "content-length"
+            ]
         );
         assert_eq!(answer.headers.get_all("set-cookie").iter().count(), 2);
         assert!(answer.reusable);
@@ -572,7 +575,10 @@ mod tests {
             (format!("{:?}", answer.framing), answer.reusable)
         };
         assert_eq!(
-            framing("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", &get),
+            framing(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                &get
+            ),
             ("Chunked(Size)".into(), true)
         );
         // A length beside chunking is dropped, and the connection is not trusted again.
@@ -593,7 +599,10 @@ mod tests {
         head_request.close_after();
         let head_request = head_request.finish(RequestFraming::None);
         assert_eq!(
-            framing("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n", &head_request),
+            framing(
+                "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n",
+                &head_request
+            ),
             ("Empty".into(), false)
         );
         assert_eq!(
@@ -601,7 +610,10 @@ mod tests {
             ("Empty".into(), true)
         );
         assert_eq!(
-            framing("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", &get),
+            framing(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+                &get
+            ),
             ("Empty".into(), true)
         );
         // The connection's own say.
