@@ -10,7 +10,7 @@ use crate::integrations::oauth::OAuthInstalls;
 use crate::integrations::slack::{provider_http_client, SlackApi};
 use crate::integrations::Integrations;
 use crate::knowledge::KnowledgeFiles;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Route};
 use crate::proxy::{self, Upstream};
 use crate::routes::health::{self, ReadinessCache};
 use crate::routes::{
@@ -125,36 +125,45 @@ pub async fn handle(
     let method = request.method().clone();
     let path = request.uri().path();
     let (route, result) = if let Err(refused) = check_head(&app, &request) {
-        ("refused", Err(refused))
+        (Route::Refused, Err(refused))
     } else if path == "/rest/v1" || path.starts_with("/rest/v1/") {
-        ("rest", Box::pin(rest::proxy(&app, request)).await)
+        (Route::Rest, Box::pin(rest::proxy(&app, request)).await)
     } else if path == "/api/knowledge/files" || path.starts_with("/api/knowledge/files/") {
-        ("knowledge", Box::pin(knowledge::route(&app, request)).await)
+        (
+            Route::Knowledge,
+            Box::pin(knowledge::route(&app, request)).await,
+        )
     } else if path == "/auth/v1" || path.starts_with("/auth/v1/") {
-        ("auth", Box::pin(auth_proxy::proxy(&app, request)).await)
+        (
+            Route::Auth,
+            Box::pin(auth_proxy::proxy(&app, request)).await,
+        )
     } else if path == "/bff" || path.starts_with("/bff/") {
-        ("bff", Box::pin(bff::route(&app, request)).await)
+        (Route::Bff, Box::pin(bff::route(&app, request)).await)
     } else if path == "/api/integrations" || path.starts_with("/api/integrations/") {
         (
-            "integrations",
+            Route::Integrations,
             Box::pin(integrations::route(&app, request)).await,
         )
     } else if path.starts_with("/api/slack/") {
-        ("slack", Box::pin(slack::route(&app, request)).await)
+        (Route::Slack, Box::pin(slack::route(&app, request)).await)
     } else if path.starts_with("/storage/v1/") {
         (
-            "storage",
+            Route::Storage,
             Ok(Box::pin(storage_api::route(&app, request)).await),
         )
     } else {
         match path {
-            "/healthz" => ("healthz", Ok(health::healthz())),
+            "/healthz" => (Route::Healthz, Ok(health::healthz())),
             "/readyz" => (
-                "readyz",
+                Route::Readyz,
                 Ok(Box::pin(health::readyz(&app, request.headers())).await),
             ),
-            "/metrics" => ("metrics", metrics_route::render(&app, request.headers())),
-            other => ("not_found", Err(ApiError::NotFound(other.to_owned()))),
+            "/metrics" => (
+                Route::Metrics,
+                metrics_route::render(&app, request.headers()),
+            ),
+            other => (Route::NotFound, Err(ApiError::NotFound(other.to_owned()))),
         }
     };
     let response = result.unwrap_or_else(ApiError::into_response);

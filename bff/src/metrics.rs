@@ -30,10 +30,64 @@ struct UpstreamErrorLabels {
 
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// The route families the router answers for (`app::handle`), each a `route` label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Refused before routing (head too large, dot segments).
+    Refused,
+    Rest,
+    Knowledge,
+    Auth,
+    Bff,
+    Integrations,
+    Slack,
+    Storage,
+    Healthz,
+    Readyz,
+    Metrics,
+    NotFound,
+}
+
+impl Route {
+    const ALL: [Route; 12] = [
+        Route::Refused,
+        Route::Rest,
+        Route::Knowledge,
+        Route::Auth,
+        Route::Bff,
+        Route::Integrations,
+        Route::Slack,
+        Route::Storage,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::NotFound,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Refused => "refused",
+            Route::Rest => "rest",
+            Route::Knowledge => "knowledge",
+            Route::Auth => "auth",
+            Route::Bff => "bff",
+            Route::Integrations => "integrations",
+            Route::Slack => "slack",
+            Route::Storage => "storage",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::NotFound => "not_found",
+        }
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: LatencyFamily,
+    /// Each route's latency histogram, by `Route as usize`: handles on the family's own
+    /// histograms, taken once, so a request does not look its labels up (a hash and a lock).
+    latency_by_route: [Histogram; Route::ALL.len()],
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
 }
 
@@ -59,10 +113,17 @@ impl Default for Metrics {
             "Upstream calls that failed (connect, timeout, other)",
             upstream_errors.clone(),
         );
+        let latency_by_route = Route::ALL.map(|route| {
+            latency
+                .get_or_create(&RouteLabels {
+                    route: route.label(),
+                })
+                .clone()
+        });
         Self {
             registry,
             requests,
-            latency,
+            latency_by_route,
             upstream_errors,
         }
     }
@@ -85,7 +146,7 @@ fn static_method(method: &Method) -> &'static str {
 impl Metrics {
     pub fn observe_request(
         &self,
-        route: &'static str,
+        route: Route,
         method: &Method,
         status: StatusCode,
         elapsed: Duration,
@@ -94,14 +155,12 @@ impl Metrics {
         let method = static_method(method);
         self.requests
             .get_or_create(&RequestLabels {
-                route,
+                route: route.label(),
                 method,
                 status: status.as_u16(),
             })
             .inc();
-        self.latency
-            .get_or_create(&RouteLabels { route })
-            .observe(elapsed.as_secs_f64());
+        self.latency_by_route[route as usize].observe(elapsed.as_secs_f64());
     }
 
     pub fn upstream_error(&self, upstream: &'static str, kind: &'static str) {

@@ -6,6 +6,7 @@
 //! `X-Forwarded-For` is set from the peer, and the credentials are set by the route
 //! ([`Credentials`]). Everything else passes untouched.
 
+use crate::access_log::{RequestContext, REQUEST_ID};
 use crate::app::App;
 use crate::body::{Body, BoxError};
 use crate::body_limit::{self, SharedBody};
@@ -18,23 +19,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use hyper::body::{Body as _, Frame, Incoming};
-use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The peer of the connection, put in request extensions by the server: its address as an
-/// `X-Forwarded-For` value, formatted once per connection rather than per request.
-#[derive(Clone, Debug)]
-pub struct PeerAddr {
-    pub forwarded_for: Option<HeaderValue>,
-}
-
-impl PeerAddr {
-    pub fn new(address: SocketAddr) -> PeerAddr {
-        PeerAddr {
-            forwarded_for: HeaderValue::from_str(&address.ip().to_string()).ok(),
-        }
-    }
-}
 
 /// An upstream service at a base URL.
 pub struct Upstream {
@@ -113,7 +98,7 @@ impl Upstream {
                 parts.method,
                 http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
             ),
-            drop_response_field: is_upstream_cors_field,
+            drop_response_field: is_upstream_private_field,
         };
         // A body that runs past the limit fails while streaming; see `classify`.
         let shared = has_body.then(|| SharedBody::new(body));
@@ -188,11 +173,17 @@ impl Upstream {
                     details: e.to_string(),
                 }
             })?;
-        let named = fields_named_by_connection(&parts.headers);
+        // Nearly always none: no list to build then.
+        let named = if parts.headers.contains_key(header::CONNECTION) {
+            fields_named_by_connection(&parts.headers)
+        } else {
+            Vec::new()
+        };
         let bearer = match credentials {
             Credentials::Bearer(authorization) => Some(authorization),
             Credentials::AsSent => None,
         };
+        let context = parts.extensions.get::<RequestContext>();
         let (mut length, mut transfer_coded) = (None, false);
         for (name, value) in &parts.headers {
             if *name == header::CONTENT_LENGTH {
@@ -202,8 +193,11 @@ impl Upstream {
             transfer_coded |= *name == header::TRANSFER_ENCODING;
             if wire::is_connection_field(name)
                 || is_private_request_field(name)
+                // The context's id is this one, or one minted because there was none.
+                || context.is_some() && *name == REQUEST_ID
                 || named.contains(name)
-                || bearer.is_some() && (*name == header::AUTHORIZATION || name == "apikey")
+                || bearer.is_some()
+                    && (*name == header::AUTHORIZATION || *name == crate::auth::APIKEY)
             {
                 continue;
             }
@@ -212,8 +206,9 @@ impl Upstream {
         if let Some(authorization) = &bearer {
             head.header(&header::AUTHORIZATION, authorization);
         }
-        if let Some(peer) = parts.extensions.get::<PeerAddr>() {
-            if let Some(forwarded_for) = &peer.forwarded_for {
+        if let Some(context) = context {
+            head.header(&REQUEST_ID, &context.request_id);
+            if let Some(forwarded_for) = &context.forwarded_for {
                 head.header(&X_FORWARDED_FOR, forwarded_for);
             }
         }
@@ -409,9 +404,10 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 
 /// What of an upstream's answer must not reach the browser besides the fields of the
 /// connection: the upstream's own CORS headers (PostgREST answers any `Origin` with
-/// `Access-Control-Allow-Origin: *`). The BFF alone decides CORS, from `BFF_CORS_ORIGINS`.
-fn is_upstream_cors_field(name: &HeaderName) -> bool {
-    name.as_str().starts_with("access-control-")
+/// `Access-Control-Allow-Origin: *`; the BFF alone decides CORS, from `BFF_CORS_ORIGINS`), and
+/// its `Server` (PostgREST names itself and its version; nginx's proxy hides it too).
+fn is_upstream_private_field(name: &HeaderName) -> bool {
+    *name == header::SERVER || name.as_str().starts_with("access-control-")
 }
 
 /// What of the browser's request must not reach PostgREST besides the fields of the connection.
@@ -451,6 +447,10 @@ fn is_forwarding_header(name: &str) -> bool {
 /// True when a path has a `.` or `..` segment, literally or percent-encoded: `/rest/v1/../x`
 /// must not reach PostgREST (or anything else) as some other path.
 pub fn has_dot_segment(path: &str) -> bool {
+    // Most paths have neither a dot nor a percent sign: one pass over the bytes settles those.
+    if !path.bytes().any(|b| b == b'.' || b == b'%') {
+        return false;
+    }
     // A segment that is one or two dots, each written `.` or `%2e`/`%2E`; read in place (every
     // request's path passes here, so no decoded copy is made).
     path.split('/').any(|segment| {
@@ -521,9 +521,10 @@ mod tests {
             request = request.header(*name, *value);
         }
         let mut request = request.body(()).unwrap();
-        request
-            .extensions_mut()
-            .insert(PeerAddr::new("10.1.2.3:5555".parse().unwrap()));
+        request.extensions_mut().insert(RequestContext {
+            request_id: HeaderValue::from_static("minted-id"),
+            forwarded_for: Some(HeaderValue::from_static("10.1.2.3")),
+        });
         request
     }
 
@@ -562,6 +563,9 @@ mod tests {
             ("x-client-info", "supabase-js/2"),
             ("apikey", "the-anon-key"),
             ("authorization", "Bearer the-anon-key"),
+            // The request's context holds the id that goes upstream (the access log put this
+            // one there, or a minted one when the client sent none): never two.
+            ("x-request-id", "minted-id"),
         ];
         let upstream = postgrest("http://127.0.0.1:3000");
         let (line, sent) = sent_head(
@@ -585,7 +589,8 @@ mod tests {
                 "range",
                 "range-unit",
                 "x-client-info",
-                "x-forwarded-for"
+                "x-forwarded-for",
+                "x-request-id"
             ]
         );
         let value = |name: &str| {
@@ -595,6 +600,28 @@ mod tests {
         };
         assert_eq!(value("host"), Some("127.0.0.1:3000"));
         assert_eq!(value("x-forwarded-for"), Some("10.1.2.3"));
+        assert_eq!(value("x-request-id"), Some("minted-id"));
+    }
+
+    #[test]
+    fn a_minted_request_id_goes_upstream_and_without_a_context_the_clients_passes() {
+        let upstream = postgrest("http://127.0.0.1:3000");
+        let (_, sent) = sent_head(
+            &upstream,
+            request(http::Method::GET, "/rest/v1/items", &[]),
+            Credentials::AsSent,
+            false,
+        );
+        assert!(sent.contains(&("x-request-id".into(), "minted-id".into())));
+        let mut bare = Request::builder()
+            .uri("/rest/v1/items")
+            .header("x-request-id", "given")
+            .body(())
+            .unwrap();
+        bare.extensions_mut().clear();
+        let (_, sent) = sent_head(&upstream, bare, Credentials::AsSent, false);
+        assert_eq!(names(&sent), ["host", "x-request-id"]);
+        assert!(sent.contains(&("x-request-id".into(), "given".into())));
     }
 
     #[test]
@@ -611,7 +638,10 @@ mod tests {
             false,
         );
         assert_eq!(line, "GET /base HTTP/1.1");
-        assert_eq!(names(&sent), ["authorization", "host", "x-forwarded-for"]);
+        assert_eq!(
+            names(&sent),
+            ["authorization", "host", "x-forwarded-for", "x-request-id"]
+        );
         assert!(sent.contains(&("authorization".into(), "Bearer verified".into())));
     }
 
@@ -682,9 +712,11 @@ mod tests {
     }
 
     #[test]
-    fn postgrest_response_headers_pass_but_its_cors_headers_stay_behind() {
-        let raw = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-range: 0-9/42\r\nrange-unit: items\r\nlocation: /notes?id=eq.1\r\npreference-applied: return=representation\r\ncontent-profile: public\r\naccess-control-allow-origin: *\r\naccess-control-allow-credentials: true\r\naccess-control-expose-headers: Content-Range\r\ntransfer-encoding: chunked\r\n\r\n";
-        let parsed = wire::parse_response_head(raw.as_bytes()).unwrap().unwrap();
+    fn postgrest_response_headers_pass_but_its_cors_headers_and_server_stay_behind() {
+        let raw = "HTTP/1.1 200 OK\r\nserver: postgrest/12.0.2\r\ncontent-type: application/json\r\ncontent-range: 0-9/42\r\nrange-unit: items\r\nlocation: /notes?id=eq.1\r\npreference-applied: return=representation\r\ncontent-profile: public\r\naccess-control-allow-origin: *\r\naccess-control-allow-credentials: true\r\naccess-control-expose-headers: Content-Range\r\ntransfer-encoding: chunked\r\n\r\n";
+        let parsed = wire::parse_response_head(&mut bytes::BytesMut::from(raw))
+            .unwrap()
+            .unwrap();
         let upstream = postgrest("http://127.0.0.1:3000");
         let (parts, ()) = request(http::Method::GET, "/rest/v1/x", &[]).into_parts();
         let head = upstream
@@ -696,13 +728,7 @@ mod tests {
                 false,
             )
             .unwrap();
-        let answer = wire::answer(
-            &parsed,
-            &Bytes::from_static(raw.as_bytes()),
-            &head,
-            is_upstream_cors_field,
-        )
-        .unwrap();
+        let answer = wire::answer(&parsed, &head, is_upstream_private_field).unwrap();
         let left: Vec<&str> = answer.headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(
             left,

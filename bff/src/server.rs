@@ -2,8 +2,8 @@
 //! graceful shutdown that stops accepting, lets in-flight requests finish (up to the grace
 //! period) and then exits.
 
+use crate::access_log::AccessLog;
 use crate::app::{handle, App};
-use crate::proxy::PeerAddr;
 use http::header::{self, HeaderValue};
 use http::{HeaderName, Method, Request};
 use hyper::body::Incoming;
@@ -85,14 +85,16 @@ fn cors(app: &App) -> CorsLayer {
 /// The request service every connection gets: the shared layers around [`handle`].
 fn service(
     app: &Arc<App>,
-) -> impl tower::Service<
-    Request<Incoming>,
-    Response = http::Response<crate::body::Body>,
-    Error = std::convert::Infallible,
-    Future = impl Future + Send,
-> + Clone
-       + Send
-       + 'static {
+) -> AccessLog<
+    impl tower::Service<
+            Request<Incoming>,
+            Response = http::Response<crate::body::Body>,
+            Error = std::convert::Infallible,
+            Future = impl Future + Send,
+        > + Clone
+        + Send
+        + 'static,
+> {
     ServiceBuilder::new()
         .layer(crate::access_log::AccessLogLayer::new(
             app.settings.log_format,
@@ -101,7 +103,7 @@ fn service(
             header::VARY,
             HeaderValue::from_static(CORS_VARY),
         ))
-        .layer(CorsForOriginsLayer(cors(app)))
+        .layer(CorsForOriginsLayer(Arc::new(cors(app))))
         .service_fn({
             let app = app.clone();
             move |request| handle(app.clone(), request)
@@ -112,22 +114,27 @@ fn service(
 /// Without one there is nothing to allow, and the layer would still build a header map of
 /// `access-control-*` headers and merge it into the answer (~2,500 instructions per request,
 /// BENCHMARKS.md). `Vary` goes on every answer from a layer of its own.
-struct CorsForOriginsLayer(CorsLayer);
+///
+/// The CORS service is put together per request with an `Origin`, from a shared layer: hyper's
+/// adapter clones the whole service stack for every request, and a CORS service kept in it
+/// cloned its header lists each time, whether the request needed them or not (~600
+/// instructions).
+struct CorsForOriginsLayer(Arc<CorsLayer>);
 
-impl<S: Clone> tower::Layer<S> for CorsForOriginsLayer {
+impl<S> tower::Layer<S> for CorsForOriginsLayer {
     type Service = CorsForOrigins<S>;
     fn layer(&self, inner: S) -> Self::Service {
         CorsForOrigins {
-            cors: tower::Layer::layer(&self.0, inner.clone()),
-            direct: inner,
+            cors: self.0.clone(),
+            inner,
         }
     }
 }
 
 #[derive(Clone)]
 struct CorsForOrigins<S> {
-    cors: tower_http::cors::Cors<S>,
-    direct: S,
+    cors: Arc<CorsLayer>,
+    inner: S,
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for CorsForOrigins<S>
@@ -146,15 +153,18 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::ready!(self.cors.poll_ready(cx))?;
-        self.direct.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if request.headers().contains_key(header::ORIGIN) {
-            futures_util::future::Either::Left(self.cors.call(request))
+            // The service made ready goes into the CORS service; a clone stays for the next call.
+            let clone = self.inner.clone();
+            let ready = std::mem::replace(&mut self.inner, clone);
+            let mut cors = tower::Layer::layer(self.cors.as_ref(), ready);
+            futures_util::future::Either::Left(cors.call(request))
         } else {
-            futures_util::future::Either::Right(self.direct.call(request))
+            futures_util::future::Either::Right(self.inner.call(request))
         }
     }
 }
@@ -281,7 +291,7 @@ async fn drain(graceful: GracefulShutdown, grace: Duration) {
 
 /// Serves one connection on the current runtime.
 fn serve_connection<S>(
-    service: &S,
+    service: &AccessLog<S>,
     graceful: &GracefulShutdown,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -296,12 +306,7 @@ fn serve_connection<S>(
     S::Future: Send + 'static,
 {
     let _ = stream.set_nodelay(true);
-    let peer = PeerAddr::new(peer);
-    let per_connection =
-        tower::ServiceExt::map_request(service.clone(), move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(peer.clone());
-            request
-        });
+    let per_connection = service.for_peer(peer);
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         // Slow-loris guard: the request head must arrive within this time.

@@ -30,7 +30,7 @@ pub async fn proxy(app: &App, request: Request<Incoming>) -> Result<Response<Bod
         .strip_prefix("/auth/v1")
         .unwrap_or_default();
     if !OPEN_PATHS.contains(&path) {
-        let key = match request.headers().get("apikey") {
+        let key = match request.headers().get(crate::auth::APIKEY) {
             Some(value) => Some(
                 value
                     .to_str()

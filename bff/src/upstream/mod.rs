@@ -273,8 +273,7 @@ where
             });
         }
     };
-    let head_bytes = connection.read_buf.split_to(parsed.len).freeze();
-    let answer = wire::answer(&parsed, &head_bytes, head, exchange.drop_response_field)
+    let answer = wire::answer(&parsed, head, exchange.drop_response_field)
         .map_err(|e| Failed::fatal(e.into()))?;
     let reusable = answer.reusable && body_unwritten.is_none();
     let mut response = Response::new(UpstreamBody::new(
@@ -346,11 +345,8 @@ async fn read_head(
     loop {
         if !connection.read_buf.is_empty() {
             received = true;
-            match wire::parse_response_head(&connection.read_buf) {
-                Ok(Some(parsed)) if parsed.is_interim() => {
-                    bytes::Buf::advance(&mut connection.read_buf, parsed.len);
-                    continue;
-                }
+            match wire::parse_response_head(&mut connection.read_buf) {
+                Ok(Some(parsed)) if parsed.is_interim() => continue,
                 Ok(Some(parsed)) => return Ok(parsed),
                 Ok(None) => {}
                 Err(e) => return Err((e.into(), false)),

@@ -14,6 +14,8 @@ use std::mem::MaybeUninit;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// At most this many fields in a response head (hyper's default limit).
 const MAX_HEADERS: usize = 100;
+/// Header fields the BFF's layers may add to an answer.
+const ADDED_ON_THE_WAY_OUT: usize = 4;
 /// A chunk-size line (with its extensions) longer than this is refused.
 const MAX_CHUNK_LINE_BYTES: usize = 1024;
 /// A trailer section longer than this is refused (trailers are read and dropped).
@@ -73,14 +75,13 @@ impl RequestHead {
         host: &HeaderValue,
     ) -> Result<RequestHead, InvalidTarget> {
         let target_len: usize = target.iter().map(|piece| piece.len()).sum();
-        let sendable = target_len > 0
-            && target
-                .iter()
-                .all(|piece| piece.bytes().all(|b| b > b' ' && b != 0x7f));
+        let sendable = target_len > 0 && target.iter().all(|piece| !has_space_or_control(piece));
         if !sendable {
             return Err(InvalidTarget(target.concat()));
         }
-        let mut bytes = Vec::with_capacity(512 + target_len);
+        // Room for a typical head (a supabase-js request with its JWT twice runs to ~1 KiB):
+        // growing it cost ~500 instructions.
+        let mut bytes = Vec::with_capacity(2048 + target_len);
         bytes.extend_from_slice(method.as_str().as_bytes());
         bytes.push(b' ');
         for piece in target {
@@ -132,12 +133,22 @@ impl RequestHead {
     }
 }
 
-/// A parsed response head: where it ends and its fields as ranges into the bytes it was parsed
-/// from, so that the header values can share those bytes instead of being copied.
+/// True when `text` has a space, a control character or DEL, none of which may stand in a
+/// request target. Every byte is looked at, without stopping at the first bad one, so that the
+/// loop compiles to vector instructions (a short-circuiting one cost ~900 instructions for a
+/// PostgREST query).
+fn has_space_or_control(text: &str) -> bool {
+    text.bytes()
+        .fold(false, |bad, b| bad | (b <= b' ') | (b == 0x7f))
+}
+
+/// A parsed response head: its own bytes, and its fields as ranges into them, so that the
+/// header values share those bytes instead of being copied. Only [`parse_response_head`] makes
+/// one, so the ranges always lie in the bytes httparse validated.
 #[derive(Debug)]
 pub struct ResponseHead {
-    /// Its length in bytes, the blank line included.
-    pub len: usize,
+    /// The head as it came, the blank line included.
+    bytes: Bytes,
     pub status: u16,
     /// HTTP/1.0: the connection closes after the answer unless it says `keep-alive`.
     version_1_0: bool,
@@ -150,10 +161,17 @@ impl ResponseHead {
     pub fn is_interim(&self) -> bool {
         (100..200).contains(&self.status)
     }
+
+    /// Its length in bytes, the blank line included.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
-/// Parses a response head at the start of `buf`; `None` while it is incomplete.
-pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, WireError> {
+/// Parses a response head at the start of `buf` and takes it off the front; `None` (and `buf`
+/// untouched) while it is incomplete.
+pub fn parse_response_head(buf: &mut BytesMut) -> Result<Option<ResponseHead>, WireError> {
     let mut slots: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
         [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
@@ -194,10 +212,11 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, WireError
             ]
         })
         .collect();
+    let (status, version_1_0) = (response.code.unwrap_or(0), response.version == Some(0));
     Ok(Some(ResponseHead {
-        len,
-        status: response.code.unwrap_or(0),
-        version_1_0: response.version == Some(0),
+        bytes: buf.split_to(len).freeze(),
+        status,
+        version_1_0,
         fields,
     }))
 }
@@ -211,17 +230,16 @@ pub struct Answer {
     pub reusable: bool,
 }
 
-/// The answer of a response head parsed from `bytes` (the head's own bytes, shared by the
-/// header values). The fields that frame or concern only this connection (RFC 9110 §7.6.1:
+/// The answer of a response head, its header values sharing the head's bytes. The fields that frame or concern only this connection (RFC 9110 §7.6.1:
 /// `Connection` and what it names, `Transfer-Encoding`, `Keep-Alive`, ...) are consumed here
 /// and not handed on, and neither are those `drop` picks.
 pub fn answer(
     head: &ResponseHead,
-    bytes: &Bytes,
     request: &RequestHead,
     drop: fn(&HeaderName) -> bool,
 ) -> Result<Answer, WireError> {
     let status = StatusCode::from_u16(head.status).map_err(|_| WireError::Status(head.status))?;
+    let bytes = &head.bytes;
     let field = |range: &[usize; 4]| (&bytes[range[0]..range[1]], range[2]..range[3]);
 
     // `Connection` first: it may name fields that come before it.
@@ -245,7 +263,9 @@ pub fn answer(
     // HTTP/1.0 closes unless it says otherwise (RFC 9112 §9.3).
     let mut close = says_close || head.version_1_0 && !says_keep_alive;
 
-    let mut headers = HeaderMap::with_capacity(head.fields.len());
+    // Room for what the BFF adds on the way out (request id, `Vary`, CORS): growing the map
+    // later rehashes it (~1,000 instructions per request, BENCHMARKS.md).
+    let mut headers = HeaderMap::with_capacity(head.fields.len() + ADDED_ON_THE_WAY_OUT);
     let mut length: Option<u64> = None;
     let mut transfer_encoding: Option<bool> = None;
     for range in &head.fields {
@@ -268,8 +288,10 @@ pub fn answer(
         if is_connection_field(&name) || named.contains(&name) || drop(&name) {
             continue;
         }
-        let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|_| WireError::Field(name.as_str().to_owned()))?;
+        // SAFETY: httparse admitted only HTAB, SP, visible ASCII and obs-text (0x80-0xFF) in a
+        // field value (its HEADER_VALUE_MAP), the very bytes `HeaderValue::from_bytes` accepts;
+        // checking them again cost ~700 instructions per answer. hyper's own parser does the same.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(value) };
         headers.append(name, value);
     }
 
@@ -468,21 +490,20 @@ mod tests {
         RequestHead::new(&method, &["/x"], &HeaderValue::from_static("up")).unwrap()
     }
 
+    fn parse(raw: &[u8]) -> Result<Option<ResponseHead>, WireError> {
+        parse_response_head(&mut BytesMut::from(raw))
+    }
+
     fn answer_of(raw: &str, request: &RequestHead) -> Result<Answer, WireError> {
-        let parsed = parse_response_head(raw.as_bytes())?.expect("a complete head");
-        answer(
-            &parsed,
-            &Bytes::copy_from_slice(raw[..parsed.len].as_bytes()),
-            request,
-            |_| false,
-        )
+        let parsed = parse(raw.as_bytes())?.expect("a complete head");
+        answer(&parsed, request, |_| false)
     }
 
     /// The whole body of `raw` (a head and what follows), fed `step` bytes at a time.
     fn body_of(raw: &str, step: usize) -> Result<(Vec<u8>, bool), WireError> {
-        let parsed = parse_response_head(raw.as_bytes())?.unwrap();
+        let parsed = parse(raw.as_bytes())?.unwrap();
         let mut framing = answer_of(raw, &head(Method::GET))?.framing;
-        let rest = &raw.as_bytes()[parsed.len..];
+        let rest = &raw.as_bytes()[parsed.len()..];
         let (mut buf, mut body, mut fed) = (BytesMut::new(), Vec::new(), 0);
         loop {
             match framing.decode(&mut buf)? {
@@ -556,13 +577,10 @@ mod tests {
     #[test]
     fn fields_the_caller_drops_stay_behind() {
         let raw = "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 0\r\n\r\n";
-        let parsed = parse_response_head(raw.as_bytes()).unwrap().unwrap();
-        let answer = answer(
-            &parsed,
-            &Bytes::from_static(raw.as_bytes()),
-            &head(Method::GET),
-            |name| name.as_str().starts_with("access-control-"),
-        )
+        let parsed = parse(raw.as_bytes()).unwrap().unwrap();
+        let answer = answer(&parsed, &head(Method::GET), |name| {
+            name.as_str().starts_with("access-control-")
+        })
         .unwrap();
         assert_eq!(answer.headers.len(), 1);
     }
@@ -662,29 +680,25 @@ mod tests {
 
     #[test]
     fn heads_are_parsed_when_complete_and_refused_when_invalid_or_huge() {
-        assert!(parse_response_head(b"HTTP/1.1 200 OK\r\nA: b\r\n")
-            .unwrap()
-            .is_none());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nA: b\r\n").unwrap().is_none());
         assert!(matches!(
-            parse_response_head(b"HTTP/1.1 2000 OK\r\n\r\n"),
+            parse(b"HTTP/1.1 2000 OK\r\n\r\n"),
             Err(WireError::Head(_))
         ));
         assert!(matches!(
-            parse_response_head(b"SSH-2.0-OpenSSH\r\n\r\n"),
+            parse(b"SSH-2.0-OpenSSH\r\n\r\n"),
             Err(WireError::Head(_))
         ));
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
         assert!(matches!(
-            parse_response_head(huge.as_bytes()),
+            parse(huge.as_bytes()),
             Err(WireError::HeadTooLarge)
         ));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
-        assert!(parse_response_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_err());
-        let interim = parse_response_head(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        assert!(parse(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).is_err());
+        let interim = parse(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap().unwrap();
         assert!(interim.is_interim());
-        assert_eq!(interim.len, 25);
+        assert_eq!(interim.len(), 25);
     }
 
     #[test]
