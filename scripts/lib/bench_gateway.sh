@@ -68,7 +68,7 @@ CONF
 start_bench_bff1() {
   # shellcheck disable=SC2046
   start_daemon bff-bench env $(bff_env | xargs) BFF_LISTEN="127.0.0.1:$BFF1_PORT" BFF_WORKER_THREADS="$(nproc)" \
-    "$ROOT/target/release/dana-bff" serve
+    "$BFF_BIN" serve
   wait_daemon_http bff-bench "http://127.0.0.1:$BFF1_PORT/healthz"
 }
 

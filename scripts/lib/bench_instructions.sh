@@ -97,7 +97,7 @@ CONF
     eval "$(bff_env)"
     set +a
     export BFF_LISTEN=127.0.0.1:$CALLGRIND_BFF_PORT BFF_WORKER_THREADS=1
-    count_instructions dana-bff "$CALLGRIND_BFF_PORT" /rest/v1 "$ROOT/target/release/dana-bff" serve
+    count_instructions dana-bff "$CALLGRIND_BFF_PORT" /rest/v1 "$BFF_BIN" serve
   )
   log "counting nginx's instructions over $REQUESTS requests"
   nginx_dump=$(count_instructions nginx "$CALLGRIND_NGINX_PORT" /rest/v1 \

@@ -163,11 +163,13 @@ remove_installed_extension() {
   rm -f "$(installed_library)" "$sharedir/dana.control" "$sharedir"/dana--*.sql
 }
 
-BFF_BIN=$ROOT/target/release/dana-bff
+# dana-bff is built with the `dist` profile (Cargo.toml: release with fat LTO), the fakes plain release.
+BFF_BIN=$ROOT/target/dist/dana-bff
 FAKES_BIN=$ROOT/target/release/dana-fakes
 build_bff() {
   log "building dana-bff and the fakes (dana-fakes)"
-  (cd "$ROOT" && cargo build --release -p dana-bff -p dana-e2e --bin dana-bff --bin dana-fakes)
+  (cd "$ROOT" && cargo build --profile dist -p dana-bff --bin dana-bff &&
+    cargo build --release -p dana-e2e --bin dana-fakes)
 }
 
 pg_ctl_as_postgres() {

@@ -15,7 +15,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The `dana-bff` binary `scripts/dev` built (release), or the one named by `DANA_BFF_BIN`.
+/// The `dana-bff` binary `scripts/dev` built (the `dist` profile, the one the stack runs), or
+/// the one named by `DANA_BFF_BIN`.
 pub fn bff_binary() -> PathBuf {
     if let Ok(path) = std::env::var("DANA_BFF_BIN") {
         return path.into();
@@ -23,13 +24,13 @@ pub fn bff_binary() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| crate::repo_path("target"));
-    let release = target.join("release/dana-bff");
+    let built = target.join("dist/dana-bff");
     assert!(
-        release.exists(),
+        built.exists(),
         "{} is missing: run `scripts/dev up` (it builds the BFF)",
-        release.display()
+        built.display()
     );
-    release
+    built
 }
 
 pub struct BffProcess {
