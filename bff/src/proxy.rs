@@ -99,29 +99,29 @@ impl Upstream {
                 http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
             ),
             drop_response_field: is_upstream_private_field,
+            timeout: self.timeout,
         };
         // A body that runs past the limit fails while streaming; see `classify`.
         let shared = has_body.then(|| SharedBody::new(body));
         let limited = shared
             .as_ref()
             .map(|shared| shared.limited(self.max_body_bytes));
-        let sent = tokio::time::timeout(self.timeout, upstream::send(origin, &exchange, limited));
-        let response = match sent.await {
-            Err(_) => {
+        let response = match upstream::send(origin, &exchange, limited).await {
+            Err(SendError::TimedOut(_)) => {
                 app.metrics.upstream_error(self.metric, "timeout");
                 return Err(ApiError::UpstreamTimeout {
                     upstream: self.name,
                     seconds: self.timeout.as_secs_f64(),
                 });
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 let error = classify(app, self, error);
                 if let (ApiError::BodyTooLarge { .. }, Some(shared)) = (&error, shared) {
                     body_limit::drain(shared).await;
                 }
                 return Err(error);
             }
-            Ok(Ok(response)) => response,
+            Ok(response) => response,
         };
         let (parts, body) = response.into_parts();
         let body = coalesce_small_body(body, self.timeout)
@@ -249,20 +249,20 @@ impl Upstream {
             head: &head,
             resend_if_reset: true,
             drop_response_field: |_| false,
+            timeout: within,
         };
-        let sent = upstream::send(origin, &exchange, None::<http_body_util::Empty<Bytes>>);
-        match tokio::time::timeout(within, sent).await {
-            Err(_) => Err(format!(
+        match upstream::send(origin, &exchange, None::<http_body_util::Empty<Bytes>>).await {
+            Err(SendError::TimedOut(_)) => Err(format!(
                 "{} did not answer within {} s ({url})",
                 self.name,
                 within.as_secs()
             )),
-            Ok(Err(e)) => Err(format!(
+            Err(e) => Err(format!(
                 "{} is unreachable ({url}): {}",
                 self.name,
                 root_cause(&e)
             )),
-            Ok(Ok(response)) => Ok(response.status()),
+            Ok(response) => Ok(response.status()),
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct Connection {
     pub read_buf: BytesMut,
     read_size: usize,
     idle_since: Instant,
+    /// The deadline of the exchange under way, kept from one exchange to the next (see
+    /// [`Connection::take_timer`]); `None` while an exchange holds it.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Connection {
@@ -75,7 +78,26 @@ impl Connection {
             read_buf: BytesMut::new(),
             read_size: FIRST_READ,
             idle_since: Instant::now(),
+            timer: None,
         })
+    }
+
+    /// A timer that fires at `deadline`: the connection's own, moved there. tokio leaves a
+    /// registered timer in its wheel when its deadline only moves later (the wheel re-files it
+    /// when the old one comes), so on a kept connection this costs almost nothing.
+    pub fn take_timer(&mut self, deadline: tokio::time::Instant) -> Pin<Box<tokio::time::Sleep>> {
+        match self.timer.take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Gives the timer back for the next exchange.
+    pub fn put_timer(&mut self, timer: Pin<Box<tokio::time::Sleep>>) {
+        self.timer = Some(timer);
     }
 
     /// Reads what has arrived into `read_buf`; `Ok(0)` when the upstream closed the connection.

@@ -25,6 +25,7 @@ use http::Response;
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 use wire::{RequestFraming, RequestHead, WireError};
@@ -148,6 +149,9 @@ pub enum SendError {
     /// The request was (or may have been) sent, and no answer came.
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// No answer's head within the exchange's timeout.
+    #[error("no answer within {} s", .0.as_secs_f64())]
+    TimedOut(Duration),
 }
 
 impl SendError {
@@ -185,6 +189,9 @@ pub struct Exchange<'a> {
     pub resend_if_reset: bool,
     /// Answer header fields not to hand on, besides those of the connection itself.
     pub drop_response_field: fn(&HeaderName) -> bool,
+    /// How long the answer's head may take, from the call to [`send`]: connecting, writing the
+    /// request and its body, and reading the head.
+    pub timeout: Duration,
 }
 
 /// Sends a request to `origin` on a kept connection or a new one, with `body` after the head
@@ -198,17 +205,34 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
+    let deadline = tokio::time::Instant::now() + exchange.timeout;
+    let timed_out = || SendError::TimedOut(exchange.timeout);
     loop {
-        let (connection, kept) = match connection::take_idle(origin) {
+        let (mut connection, kept) = match connection::take_idle(origin) {
             Some(connection) => (connection, true),
-            None => (Connection::open(origin).await?, false),
+            None => match tokio::time::timeout_at(deadline, Connection::open(origin)).await {
+                Ok(opened) => (opened?, false),
+                Err(_) => return Err(timed_out()),
+            },
         };
-        match exchange_on(connection, origin, exchange, body.as_mut()).await {
-            Ok(response) => return Ok(response),
-            Err(failed) if kept && failed.may_resend => {
+        // The connection's own timer, pushed to this request's deadline: a timer created and
+        // dropped per request cost ~1,000 instructions (tokio's wheel entry, BENCHMARKS.md);
+        // one that only moves later is not touched in the wheel.
+        let mut timer = connection.take_timer(deadline);
+        let exchanged = tokio::select! {
+            biased;
+            exchanged = exchange_on(&mut connection, exchange, body.as_mut()) => Some(exchanged),
+            () = timer.as_mut() => None,
+        };
+        connection.put_timer(timer);
+        match exchanged {
+            Some(Ok(answer)) => return Ok(answer.into_response(connection, origin)),
+            Some(Err(failed)) if kept && failed.may_resend => {
                 tracing::debug!(error = %failed.error, "sending again on another connection");
             }
-            Err(failed) => return Err(failed.error.into()),
+            Some(Err(failed)) => return Err(failed.error.into()),
+            // The connection is in the middle of an exchange: it goes with the request.
+            None => return Err(timed_out()),
         }
     }
 }
@@ -228,12 +252,32 @@ impl Failed {
     }
 }
 
+/// The answer's head, parsed, and whether the connection can carry another request after it.
+struct Answered {
+    answer: wire::Answer,
+    reusable: bool,
+}
+
+impl Answered {
+    fn into_response(self, connection: Connection, origin: &Origin) -> Response<UpstreamBody> {
+        let Answered { answer, reusable } = self;
+        let mut response = Response::new(UpstreamBody::new(
+            connection,
+            answer.framing,
+            reusable,
+            origin.id,
+        ));
+        *response.status_mut() = answer.status;
+        *response.headers_mut() = answer.headers;
+        response
+    }
+}
+
 async fn exchange_on<B>(
-    mut connection: Connection,
-    origin: &Origin,
+    connection: &mut Connection,
     exchange: &Exchange<'_>,
     body: Option<&mut B>,
-) -> Result<Response<UpstreamBody>, Failed>
+) -> Result<Answered, Failed>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
@@ -254,13 +298,13 @@ where
     // if one came, is still the answer.
     let mut body_unwritten = None;
     if let Some(body) = body {
-        match write_body(&mut connection, body, head.framing()).await {
+        match write_body(connection, body, head.framing()).await {
             Ok(()) => {}
             Err(BodyFailed::Client(e)) => return Err(Failed::fatal(RequestError::Body(e))),
             Err(BodyFailed::Upstream(e)) => body_unwritten = Some(e),
         }
     }
-    let parsed = match read_head(&mut connection).await {
+    let parsed = match read_head(connection).await {
         Ok(parsed) => parsed,
         Err((error, nothing_came)) => {
             let error = match body_unwritten {
@@ -276,15 +320,7 @@ where
     let answer = wire::answer(&parsed, head, exchange.drop_response_field)
         .map_err(|e| Failed::fatal(e.into()))?;
     let reusable = answer.reusable && body_unwritten.is_none();
-    let mut response = Response::new(UpstreamBody::new(
-        connection,
-        answer.framing,
-        reusable,
-        origin.id,
-    ));
-    *response.status_mut() = answer.status;
-    *response.headers_mut() = answer.headers;
-    Ok(response)
+    Ok(Answered { answer, reusable })
 }
 
 enum BodyFailed {
@@ -409,6 +445,10 @@ mod tests {
         AnswerAndClose(&'static str),
         /// Closes the connection without a word, as an upstream ending a keep-alive does.
         HangUp,
+        /// Answers after a pause.
+        AnswerAfter(Duration, &'static str),
+        /// Reads the request and never answers.
+        Silent,
     }
 
     /// An upstream that follows `script` on each connection; it counts the connections it
@@ -447,6 +487,16 @@ mod tests {
                                 return;
                             }
                             Step::HangUp => return,
+                            Step::AnswerAfter(pause, answer) => {
+                                tokio::time::sleep(pause).await;
+                                if socket.write_all(answer.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Step::Silent => {
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                                return;
+                            }
                         }
                     }
                 });
@@ -496,6 +546,7 @@ mod tests {
             head: &head,
             resend_if_reset: body.is_none(),
             drop_response_field: |_| false,
+            timeout: Duration::from_secs(5),
         };
         let body = body.map(|b| http_body_util::Full::new(Bytes::from_static(b.as_bytes())));
         let response = send(origin, &exchange, body).await?;
@@ -562,6 +613,66 @@ mod tests {
         assert!(requests.lock().unwrap()[1].ends_with("\r\n\r\n{}"));
     }
 
+    /// A GET of `/x` with `timeout`.
+    async fn get_within(origin: &Origin, timeout: Duration) -> Result<Bytes, SendError> {
+        let head = RequestHead::new(&http::Method::GET, &["/x"], origin.host_header())
+            .unwrap()
+            .finish(RequestFraming::None);
+        let exchange = Exchange {
+            head: &head,
+            resend_if_reset: true,
+            drop_response_field: |_| false,
+            timeout,
+        };
+        let response = send(origin, &exchange, None::<http_body_util::Empty<Bytes>>).await?;
+        Ok(response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_request_on_a_kept_connection_gets_the_whole_timeout() {
+        // Five answers of 100 ms each on one connection, 300 ms allowed each: the connection's
+        // timer moves with every request, so the fifth is not cut off by the first's deadline.
+        let (origin, accepted, _) =
+            scripted(|_| Step::AnswerAfter(Duration::from_millis(100), OK)).await;
+        for _ in 0..5 {
+            let body = get_within(&origin, Duration::from_millis(300))
+                .await
+                .unwrap();
+            assert_eq!(&body[..], b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_upstream_that_does_not_answer_times_out_and_its_connection_is_not_kept() {
+        let (origin, accepted, _) = scripted(|i| {
+            if i == 0 {
+                Step::Answer(OK)
+            } else {
+                Step::Silent
+            }
+        })
+        .await;
+        assert_eq!(
+            &get_within(&origin, Duration::from_secs(5)).await.unwrap()[..],
+            b"ok"
+        );
+        let started = std::time::Instant::now();
+        let error = get_within(&origin, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, SendError::TimedOut(_)), "{error}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(connection::idle_count(&origin), 0);
+        // The next request goes on a new connection, and is answered there.
+        assert_eq!(
+            &get_within(&origin, Duration::from_secs(5)).await.unwrap()[..],
+            b"ok"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn chunked_answers_are_read_whole_and_the_connection_kept() {
         let (origin, accepted, _) = scripted(|_| {
@@ -603,6 +714,7 @@ mod tests {
             head: &head,
             resend_if_reset: true,
             drop_response_field: |_| false,
+            timeout: Duration::from_secs(5),
         };
         let response = send(&origin, &exchange, None::<http_body_util::Empty<Bytes>>)
             .await
@@ -622,6 +734,7 @@ mod tests {
             head: &head,
             resend_if_reset: false,
             drop_response_field: |_| false,
+            timeout: Duration::from_secs(5),
         };
         let frames = futures_util::stream::iter([
             Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(
@@ -670,6 +783,7 @@ mod tests {
             head: &head,
             resend_if_reset: true,
             drop_response_field: |_| false,
+            timeout: Duration::from_secs(5),
         };
         let response = send(&origin, &exchange, None::<http_body_util::Empty<Bytes>>)
             .await
