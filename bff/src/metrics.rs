@@ -83,6 +83,9 @@ impl Route {
     }
 }
 
+/// A request counter's method and status, and the counter.
+type SeenRequests = (&'static str, u16, Counter);
+
 pub struct Metrics {
     pub registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -91,7 +94,7 @@ pub struct Metrics {
     latency_by_route: [Histogram; Route::ALL.len()],
     /// Per route, handles on the request counters seen so far by method and status: a short
     /// list to scan instead of the labels hashed into the family's map (~350 instructions).
-    requests_by_route: [RwLock<Vec<(&'static str, u16, Counter)>>; Route::ALL.len()],
+    requests_by_route: [RwLock<Vec<SeenRequests>>; Route::ALL.len()],
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
 }
 

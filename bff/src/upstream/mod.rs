@@ -530,6 +530,16 @@ mod tests {
         method: http::Method,
         body: Option<&'static str>,
     ) -> Result<(http::StatusCode, Bytes), SendError> {
+        call_within(origin, method, body, Duration::from_secs(5)).await
+    }
+
+    /// A request to `/x`, with `body` if any, and its answer read whole; `timeout` for the head.
+    async fn call_within(
+        origin: &Origin,
+        method: http::Method,
+        body: Option<&'static str>,
+        timeout: Duration,
+    ) -> Result<(http::StatusCode, Bytes), SendError> {
         let mut head = RequestHead::new(&method, &["/x"], origin.host_header()).unwrap();
         let framing = match body {
             Some(body) => {
@@ -546,7 +556,7 @@ mod tests {
             head: &head,
             resend_if_reset: body.is_none(),
             drop_response_field: |_| false,
-            timeout: Duration::from_secs(5),
+            timeout,
         };
         let body = body.map(|b| http_body_util::Full::new(Bytes::from_static(b.as_bytes())));
         let response = send(origin, &exchange, body).await?;
@@ -613,19 +623,11 @@ mod tests {
         assert!(requests.lock().unwrap()[1].ends_with("\r\n\r\n{}"));
     }
 
-    /// A GET of `/x` with `timeout`.
+    /// The body of a GET of `/x` with `timeout`.
     async fn get_within(origin: &Origin, timeout: Duration) -> Result<Bytes, SendError> {
-        let head = RequestHead::new(&http::Method::GET, &["/x"], origin.host_header())
-            .unwrap()
-            .finish(RequestFraming::None);
-        let exchange = Exchange {
-            head: &head,
-            resend_if_reset: true,
-            drop_response_field: |_| false,
-            timeout,
-        };
-        let response = send(origin, &exchange, None::<http_body_util::Empty<Bytes>>).await?;
-        Ok(response.into_body().collect().await.unwrap().to_bytes())
+        call_within(origin, http::Method::GET, None, timeout)
+            .await
+            .map(|(_, body)| body)
     }
 
     #[tokio::test(flavor = "current_thread")]
