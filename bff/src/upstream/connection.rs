@@ -238,3 +238,57 @@ pub fn idle_count(origin: &Origin) -> usize {
             .map_or(0, |(_, idle)| idle.len())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An origin whose listener accepts connections and holds them open, quiet.
+    async fn quiet_upstream() -> Origin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: url::Url = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Origin::new(&url).unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_pool_keeps_at_most_max_kept_connections_per_origin() {
+        let origin = quiet_upstream().await;
+        let mut open = Vec::new();
+        for _ in 0..MAX_KEPT + 5 {
+            open.push(Connection::open(&origin).await.unwrap());
+        }
+        for connection in open {
+            keep_idle(origin.id, connection);
+        }
+        assert_eq!(idle_count(&origin), MAX_KEPT);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_idle_past_the_cutoff_is_dropped_not_reused() {
+        let origin = quiet_upstream().await;
+        keep_idle(origin.id, Connection::open(&origin).await.unwrap());
+        keep_idle(origin.id, Connection::open(&origin).await.unwrap());
+        assert_eq!(idle_count(&origin), 2);
+        // Both idle longer than the cut-off (the upstream may be closing them).
+        POOL.with_borrow_mut(|pool| {
+            for (_, idle) in pool.iter_mut() {
+                for connection in idle.iter_mut() {
+                    connection.idle_since -= IDLE_TIMEOUT + Duration::from_secs(1);
+                }
+            }
+        });
+        assert!(take_idle(&origin).is_none());
+        assert_eq!(idle_count(&origin), 0);
+        // A fresh one is reused.
+        keep_idle(origin.id, Connection::open(&origin).await.unwrap());
+        assert!(take_idle(&origin).is_some());
+    }
+}
