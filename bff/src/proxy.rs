@@ -107,13 +107,6 @@ impl Upstream {
             .as_ref()
             .map(|shared| shared.limited(self.max_body_bytes));
         let response = match upstream::send(origin, &exchange, limited).await {
-            Err(SendError::TimedOut(_)) => {
-                app.metrics.upstream_error(self.metric, "timeout");
-                return Err(ApiError::UpstreamTimeout {
-                    upstream: self.name,
-                    seconds: self.timeout.as_secs_f64(),
-                });
-            }
             Err(error) => {
                 let error = classify(app, self, error);
                 if let (ApiError::BodyTooLarge { .. }, Some(shared)) = (&error, shared) {
@@ -132,13 +125,36 @@ impl Upstream {
 
     /// The origin to dial; an unsupported URL answers as an unreachable upstream.
     fn origin(&self, app: &App) -> Result<&Origin, ApiError> {
-        self.origin.as_ref().map_err(|unsupported| {
-            app.metrics.upstream_error(self.metric, "connect");
-            ApiError::UpstreamDown {
-                upstream: self.name,
-                details: unsupported.to_string(),
-            }
-        })
+        self.origin
+            .as_ref()
+            .map_err(|unsupported| self.unreachable(app, unsupported.to_string()))
+    }
+
+    /// The answer (503) when the upstream cannot be reached, counted.
+    fn unreachable(&self, app: &App, details: String) -> ApiError {
+        app.metrics.upstream_error(self.metric, "connect");
+        ApiError::UpstreamDown {
+            upstream: self.name,
+            details,
+        }
+    }
+
+    /// The answer (502) when the upstream failed otherwise, counted.
+    fn failed(&self, app: &App, details: String) -> ApiError {
+        app.metrics.upstream_error(self.metric, "other");
+        ApiError::UpstreamFailed {
+            upstream: self.name,
+            details,
+        }
+    }
+
+    /// The answer (504) when the upstream took longer than its timeout, counted.
+    fn timed_out(&self, app: &App) -> ApiError {
+        app.metrics.upstream_error(self.metric, "timeout");
+        ApiError::UpstreamTimeout {
+            upstream: self.name,
+            seconds: self.timeout.as_secs_f64(),
+        }
     }
 
     /// The head PostgREST (or Supabase Auth) gets: the client's, less what must not go
@@ -275,8 +291,8 @@ fn fields_named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
         .iter()
         .filter(|(name, _)| **name == header::CONNECTION)
         .filter_map(|(_, value)| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .flat_map(|value| wire::connection_options(value.as_bytes()))
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect()
 }
 
@@ -341,17 +357,9 @@ fn gathered_bytes(first: Option<Bytes>, gathered: bytes::BytesMut) -> Bytes {
 /// The answer when PostgREST's body failed before anything went to the client.
 fn body_failed(app: &App, upstream: &Upstream, error: BoxError) -> ApiError {
     if error.is::<crate::body::Stalled>() {
-        app.metrics.upstream_error(upstream.metric, "timeout");
-        return ApiError::UpstreamTimeout {
-            upstream: upstream.name,
-            seconds: upstream.timeout.as_secs_f64(),
-        };
+        return upstream.timed_out(app);
     }
-    app.metrics.upstream_error(upstream.metric, "other");
-    ApiError::UpstreamFailed {
-        upstream: upstream.name,
-        details: root_cause(&*error),
-    }
+    upstream.failed(app, root_cause(&*error))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -369,18 +377,13 @@ fn classify(app: &App, upstream: &Upstream, error: SendError) -> ApiError {
             limit: upstream.max_body_bytes,
         };
     }
+    if let SendError::TimedOut(_) = error {
+        return upstream.timed_out(app);
+    }
     if error.is_connect() {
-        app.metrics.upstream_error(upstream.metric, "connect");
-        return ApiError::UpstreamDown {
-            upstream: upstream.name,
-            details: root_cause(&error),
-        };
+        return upstream.unreachable(app, root_cause(&error));
     }
-    app.metrics.upstream_error(upstream.metric, "other");
-    ApiError::UpstreamFailed {
-        upstream: upstream.name,
-        details: root_cause(&error),
-    }
+    upstream.failed(app, root_cause(&error))
 }
 
 fn has_source<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {

@@ -249,8 +249,7 @@ pub fn answer(
     for range in &head.fields {
         let (name, value) = field(range);
         if name.eq_ignore_ascii_case(b"connection") {
-            for token in bytes[value].split(|&b| b == b',') {
-                let token = token.trim_ascii();
+            for token in connection_options(&bytes[value]) {
                 if token.eq_ignore_ascii_case(b"close") {
                     says_close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -323,6 +322,12 @@ pub fn answer(
         framing,
         reusable: !close && !request.closes,
     })
+}
+
+/// The options a `Connection` field lists (RFC 9110 §7.6.1): `close`, `keep-alive`, or the
+/// names of further fields that concern this connection only.
+pub fn connection_options(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1).
